@@ -1,0 +1,10 @@
+"""Alignment-strategy registry: train-time (change labels / targets) and decode-time (drafting strategies).
+
+Each entry carries `stage` metadata: "train" entries transform the training view (`align`), "decode" entries
+are used by the decoding engine as `eval.strategy`.
+"""
+from specframe.registry import Registry
+
+ALIGNMENTS: Registry = Registry("alignment strategy")
+
+from specframe.alignment import labels, single  # noqa: E402,F401  (registers built-ins)

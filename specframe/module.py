@@ -1,0 +1,144 @@
+"""The one LightningModule: a frozen target, a drafter, alignment strategies and loss terms, from a recipe."""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import lightning as L
+import torch
+from torch import Tensor
+
+from specframe.alignment import ALIGNMENTS
+from specframe.config import Recipe, validate_recipe
+from specframe.data.anchors import sample_anchors
+from specframe.drafters import DRAFTERS
+from specframe.interfaces import AlignedBatch
+from specframe.losses import LOSS_TERMS
+from specframe.losses.objective import Objective, WeightedTerm
+from specframe.metrics import AcceptanceLength
+from specframe.targets import TARGETS
+from specframe.vocab import DraftVocab
+
+
+class DraftTrainingModule(L.LightningModule):
+    """Trains a drafter against a frozen target. Built from the resolved recipe dict, never from modules."""
+
+    def __init__(self, config: dict[str, Any]):
+        super().__init__()
+        # Only plain config is saved: Lightning would deep-copy module arguments (a frozen multi-GB target).
+        self.save_hyperparameters({"config": config})
+        self.recipe: Recipe = validate_recipe(config, check_output_dir=False)
+        r = self.recipe
+        self.target = TARGETS.build(r.target.name, r.target.options, where="target")
+        self.drafter = DRAFTERS.build(r.drafter.name, r.drafter.options, where="drafter", spec=self.target.spec)
+        self._init_from_target()
+        self.vocab = DraftVocab.from_config(r.drafter.options, self.target.vocab_size)
+        self.alignments = [ALIGNMENTS.build(a.name, a.options, where="alignment") for a in r.alignment]
+        terms = [WeightedTerm(t.label, t.weight, LOSS_TERMS.build(t.name, t.options, where="loss")) for t in r.loss]
+        self.objective = Objective(terms, chunk_blocks=r.optim.chunk_blocks)
+        self.needs_logits = self.objective.needs_target_logits or any(
+            "target_logits" in getattr(a, "requires", ()) for a in self.alignments)
+        K = self.drafter.block_size
+        self.train_tau, self.val_tau = AcceptanceLength(K), AcceptanceLength(K)
+
+    def _init_from_target(self) -> None:
+        norm = getattr(self.target, "final_norm_weight", None)
+        if getattr(self.drafter.cfg, "init_norm_from_target", False) and norm is not None:
+            with torch.no_grad():
+                self.drafter.norm.weight.copy_(norm.float())
+
+    # -- one step, in the order of the sentence in style.md ------------------------------------
+    def aligned_view(self, batch: dict[str, Tensor], generator: torch.Generator) -> AlignedBatch:
+        ids, valid = batch["input_ids"], batch["attention_mask"].bool()
+        logits = None
+        if "target_hidden" in batch and not self.needs_logits:
+            hidden = batch["target_hidden"]  # from a features cache: no target pass
+        else:
+            out = self.target(ids, valid, with_logits=self.needs_logits)
+            hidden = out.hidden
+            if out.logits is not None:  # logits at p predict p + 1: shift so that [p] is the distribution of p
+                logits = torch.cat([out.logits[:, :1], out.logits[:, :-1]], dim=1)
+        anchors, anchor_valid = sample_anchors(batch["loss_mask"], self.recipe.data.num_anchors, generator)
+        view = AlignedBatch(input_ids=ids, labels=ids, loss_mask=batch["loss_mask"].bool(), context=hidden,
+                            context_valid=valid, anchors=anchors, anchor_valid=anchor_valid, target_logits=logits)
+        for strategy in self.alignments:
+            view = strategy.align(view)
+        return view
+
+    def step(self, batch: dict[str, Tensor], generator: torch.Generator) -> tuple[Tensor, dict[str, Tensor], Any]:
+        view = self.aligned_view(batch, generator)
+        anchor_embeds = self.target.embed(view.input_ids.gather(1, view.anchors))
+        mask_embed = None if self.drafter.mask_token_id is None else self.target.embed(
+            torch.tensor(self.drafter.mask_token_id, device=self.device))
+        hidden = self.drafter(view.context, view.context_valid, anchor_embeds, view.anchors, view.anchor_valid,
+                              mask_embed)
+        parts = self.objective.parts(hidden, view, head=self.head, to_draft=self.vocab.to_draft,
+                                     target_logits_to_draft=self.vocab.restrict)
+        loss, per_term = self.objective.combine(parts, self._global_sum(parts.denominators), self._world())
+        return loss, per_term, parts
+
+    def head(self, hidden: Tensor) -> Tensor:
+        """The target's frozen LM head, restricted to the draft vocabulary when one is set."""
+        return torch.nn.functional.linear(hidden, self.vocab.restrict_rows(self.target.lm_head_weight))
+
+    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+        gen = torch.Generator().manual_seed(self.recipe.run.seed * 1_000_003 + self.global_step * 97 + self.global_rank)
+        loss, per_term, parts = self.step(batch, gen)
+        self.train_tau(parts.correct, parts.mask, parts.block_valid)
+        self.log("train/loss", loss, prog_bar=True)
+        self.log_dict({f"train/loss/{k}": v.detach() for k, v in per_term.items()})
+        self.log("train/tau_sim", self.train_tau, prog_bar=True)
+        self.log("train/supervised_slots", parts.mask.sum().float(), reduce_fx="sum")
+        return loss
+
+    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        gen = torch.Generator().manual_seed(self.recipe.run.seed + 7919 * batch_idx)  # same blocks every time
+        loss, per_term, parts = self.step(batch, gen)
+        self.val_tau.update(parts.correct, parts.mask, parts.block_valid)
+        self.log("val/loss", loss, sync_dist=True)
+        self.log_dict({f"val/loss/{k}": v for k, v in per_term.items()}, sync_dist=True)
+
+    def on_validation_epoch_end(self) -> None:
+        self.log("val/tau_sim", self.val_tau.compute(), prog_bar=True)
+        for k, rate in enumerate(self.val_tau.slot_acceptance().tolist(), start=1):
+            self.log(f"val/accept/slot_{k}", rate)
+        self.val_tau.reset()
+
+    # -- distributed helpers -------------------------------------------------------------------
+    def _world(self) -> int:
+        return self.trainer.world_size if self._trainer is not None else 1
+
+    def _global_sum(self, x: Tensor) -> Tensor:
+        """Sum over data-parallel ranks (loss normalisers must count the whole global batch)."""
+        if self._world() > 1 and torch.distributed.is_available() and torch.distributed.is_initialized():
+            x = x.clone()
+            torch.distributed.all_reduce(x)
+        return x
+
+    # -- optimiser, checkpoints ----------------------------------------------------------------
+    def configure_optimizers(self) -> Any:
+        o = self.recipe.optim
+        params = [p for p in self.drafter.parameters() if p.requires_grad]  # never the frozen target
+        opt = torch.optim.AdamW(params, lr=o.lr, weight_decay=o.weight_decay, betas=tuple(o.betas))
+        total = self.recipe.trainer.max_steps
+        warm = max(1, int(o.warmup_ratio * total))
+
+        def schedule(step: int) -> float:
+            if step < warm:
+                return (step + 1) / warm
+            t = min(1.0, (step - warm) / max(1, total - warm))
+            return o.min_lr_ratio + (1 - o.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t))
+
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # The frozen target is recorded by name and revision, never stored.
+        sd = checkpoint["state_dict"]
+        for key in [k for k in sd if k.startswith("target.")]:
+            del sd[key]
+        checkpoint["target"] = {"name": self.target.name, "revision": getattr(self.target, "revision", None)}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        own = self.state_dict()
+        checkpoint["state_dict"].update({k: v for k, v in own.items() if k.startswith("target.")})

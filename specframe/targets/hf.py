@@ -1,0 +1,146 @@
+"""Frozen Hugging Face causal LMs as targets: any hub id, local folder or GGUF file, plus SmolLM2 offline."""
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from torch import Tensor, nn
+
+from specframe.interfaces import TargetOutputs, TargetSpec
+from specframe.targets import TARGETS
+
+log = logging.getLogger(__name__)
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+BUILTIN_MODELS = {"smollm2-135m-instruct"}
+
+
+def default_tap_layers(num_layers: int, num_taps: int) -> tuple[int, ...]:
+    """Tap ids spread evenly from layer 1 to layer L-3 (method.md §2); id k is the output of decoder layer k."""
+    lo, hi = 1, max(1, num_layers - 3)
+    if num_taps == 1:
+        return (hi,)
+    return tuple(sorted({round(lo + i * (hi - lo) / (num_taps - 1)) for i in range(num_taps)}))
+
+
+class HFTarget(nn.Module):
+    """A frozen causal LM that returns tapped hidden states (and logits on request)."""
+
+    def __init__(self, model: nn.Module, tokenizer: Any, name: str, tap_layers: tuple[int, ...],
+                 revision: str | None = None, spare_token_id: int | None = None):
+        super().__init__()
+        self.model = model.eval().requires_grad_(False)
+        self.tokenizer = tokenizer
+        self.name = name
+        self.revision = revision
+        c = model.config
+        self.num_layers = int(c.num_hidden_layers)
+        bad = [t for t in tap_layers if not 0 <= t < self.num_layers]
+        if bad:
+            raise ValueError(f"tap_layers {bad} outside [0, {self.num_layers - 1}] for {name}")
+        self.tap_layers = tuple(tap_layers)
+        self.hidden_size = int(c.hidden_size)
+        self.vocab_size = int(model.get_output_embeddings().weight.shape[0])
+        heads = int(c.num_attention_heads)
+        self.spec = TargetSpec(
+            hidden_size=self.hidden_size,
+            vocab_size=self.vocab_size,
+            num_layers=self.num_layers,
+            num_heads=heads,
+            num_kv_heads=int(getattr(c, "num_key_value_heads", None) or heads),
+            head_dim=int(getattr(c, "head_dim", None) or self.hidden_size // heads),
+            intermediate_size=int(c.intermediate_size),
+            rope_theta=float(_rope_theta(c)),
+            rms_norm_eps=float(getattr(c, "rms_norm_eps", 1e-6)),
+            tap_layers=self.tap_layers,
+            spare_token_id=spare_token_id,
+        )
+
+    def train(self, mode: bool = True) -> HFTarget:
+        # The target is frozen: Lightning's trainer.fit() calls .train() on the whole module tree.
+        return super().train(False)
+
+    @torch.no_grad()
+    def forward(self, input_ids: Tensor, attention_mask: Tensor, *, with_logits: bool = False) -> TargetOutputs:
+        out = self.model(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True,
+                         use_cache=False, logits_to_keep=0 if with_logits else 1)
+        hidden = torch.cat([out.hidden_states[t + 1] for t in self.tap_layers], dim=-1)
+        return TargetOutputs(hidden=hidden, logits=out.logits if with_logits else None)
+
+    def embed(self, input_ids: Tensor) -> Tensor:
+        return self.model.get_input_embeddings()(input_ids)
+
+    @property
+    def lm_head_weight(self) -> Tensor:
+        return self.model.get_output_embeddings().weight
+
+    @property
+    def final_norm_weight(self) -> Tensor | None:
+        norm = getattr(getattr(self.model, "model", None), "norm", None)
+        return getattr(norm, "weight", None)
+
+
+def _rope_theta(config: Any) -> float:
+    theta = getattr(config, "rope_theta", None)
+    if theta is None:  # transformers 5 keeps it in rope_parameters
+        params = getattr(config, "rope_parameters", None) or {}
+        theta = params.get("rope_theta", 10000.0) if isinstance(params, dict) else 10000.0
+    return float(theta)
+
+
+@dataclass(kw_only=True)
+class HFTargetConfig:
+    model: str = "smollm2-135m-instruct"
+    """Hub id (e.g. Qwen/Qwen3-8B), local folder, path to a .gguf file, or the built-in 'smollm2-135m-instruct'."""
+    revision: str | None = None
+    """Hub revision (branch, tag or commit) to pin."""
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    """Weights dtype of the frozen target."""
+    num_taps: int = 3
+    """How many layers to tap when tap_layers is not given (spread evenly from layer 1 to L-3)."""
+    tap_layers: list[int] | None = None
+    """Explicit tapped layer ids (id k = output of decoder layer k)."""
+    spare_token_id: int | None = None
+    """An embedding row the target never uses, to serve as the drafter's mask token."""
+    attn_implementation: str = "sdpa"
+    """transformers attention implementation of the target."""
+
+    def __post_init__(self) -> None:
+        if self.num_taps < 1:
+            raise ValueError(f"num_taps must be >= 1, got {self.num_taps}")
+
+
+@TARGETS.register("hf", config=HFTargetConfig)
+def build_hf_target(cfg: HFTargetConfig) -> HFTarget:
+    """Any Hugging Face causal LM (hub id, local folder, GGUF file), frozen, with tapped hidden states."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    source, kwargs = resolve_model_source(cfg.model)
+    dtype = DTYPES[cfg.dtype]
+    log.info("loading target %s (%s)", cfg.model, cfg.dtype)
+    tok = AutoTokenizer.from_pretrained(source, revision=cfg.revision, **kwargs)
+    model = AutoModelForCausalLM.from_pretrained(source, revision=cfg.revision, dtype=dtype,
+                                                 attn_implementation=cfg.attn_implementation, **kwargs)
+    layers = int(model.config.num_hidden_layers)
+    taps = tuple(cfg.tap_layers) if cfg.tap_layers else default_tap_layers(layers, cfg.num_taps)
+    return HFTarget(model, tok, cfg.model, taps, revision=cfg.revision, spare_token_id=cfg.spare_token_id)
+
+
+def resolve_model_source(model: str) -> tuple[str, dict[str, Any]]:
+    """Map the recipe's `model` string to a from_pretrained source and kwargs."""
+    if model in BUILTIN_MODELS:
+        from specframe.targets.smollm2 import smollm2_folder
+
+        return str(smollm2_folder()), {}
+    path = Path(os.path.expanduser(model))
+    if path.suffix == ".gguf":
+        if not path.is_file():
+            raise FileNotFoundError(f"target.model: GGUF file {path} does not exist")
+        return str(path.parent), {"gguf_file": path.name}
+    if path.exists():
+        return str(path), {}
+    return model, {}  # a hub id: the user asked for the hub by naming one

@@ -1,0 +1,127 @@
+"""`specframe train`: recipe -> run folder -> Lightning Trainer -> drafter checkpoints, τ_sim before/after."""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, TQDMProgressBar
+from lightning.pytorch.loggers import CSVLogger, Logger
+
+from specframe.config import Recipe, save_resolved
+from specframe.metrics import AcceptanceLength
+from specframe.plugins import loaded_plugins
+
+log = logging.getLogger(__name__)
+# The frozen target is in eval mode on purpose; Lightning warns about any module in eval mode at fit start.
+warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")
+
+
+@torch.no_grad()
+def held_out_tau(module: Any, loader: Any) -> dict[str, Any]:
+    """τ_sim on held-out batches with the same fixed anchors as validation (no Trainer needed)."""
+    was_training = module.drafter.training
+    module.drafter.eval()
+    metric = AcceptanceLength(module.drafter.block_size)
+    for i, batch in enumerate(loader):
+        batch = {k: v.to(module.device) for k, v in batch.items()}
+        gen = torch.Generator().manual_seed(module.recipe.run.seed + 7919 * i)
+        _, _, parts = module.step(batch, gen)
+        metric.update(parts.correct.cpu(), parts.mask.cpu(), parts.block_valid.cpu())
+    module.drafter.train(was_training)
+    return {"tau_sim": float(metric.compute()), "blocks": int(metric.blocks),
+            "slot_acceptance": [round(x, 4) for x in metric.slot_acceptance().tolist()]}
+
+
+def make_loggers(recipe: Recipe, out: Path) -> list[Logger]:
+    loggers: list[Logger] = [CSVLogger(str(out), name="logs", version="")]
+    if recipe.run.wandb:
+        from lightning.pytorch.loggers import WandbLogger
+
+        mode = recipe.run.wandb_mode
+        if mode == "auto":
+            configured = bool(os.environ.get("WANDB_API_KEY")) or "api.wandb.ai" in _netrc()
+            mode = "online" if configured else "offline"
+        loggers.append(WandbLogger(project=recipe.run.wandb_project, name=recipe.run.name, save_dir=str(out),
+                                   group=recipe.run.wandb_group, mode=mode, config=recipe.resolved))
+    return loggers
+
+
+def _netrc() -> str:
+    p = Path.home() / ".netrc"
+    return p.read_text() if p.is_file() else ""
+
+
+def build_trainer(recipe: Recipe, out: Path, callbacks: list[Any] = ()) -> L.Trainer:
+    t = recipe.trainer
+    ckpt_dir = out / "checkpoints"
+    cbs: list[Any] = [
+        ModelCheckpoint(dirpath=ckpt_dir, filename="best-step{step}", monitor="val/tau_sim", mode="max",
+                        save_top_k=1, save_last=True, every_n_train_steps=t.save_every_n_steps,
+                        auto_insert_metric_name=False),
+        LearningRateMonitor(logging_interval="step"),
+        *callbacks,
+    ]
+    if t.progress_bar:
+        cbs.append(TQDMProgressBar(refresh_rate=1))
+    return L.Trainer(
+        max_steps=t.max_steps, accelerator=t.accelerator, devices=t.devices, strategy=t.strategy,
+        precision=t.precision, gradient_clip_val=t.gradient_clip_val,
+        accumulate_grad_batches=t.accumulate_grad_batches, val_check_interval=t.val_every_n_steps,
+        check_val_every_n_epoch=None, limit_val_batches=t.limit_val_batches, log_every_n_steps=t.log_every_n_steps,
+        logger=make_loggers(recipe, out), callbacks=cbs, enable_progress_bar=t.progress_bar,
+        num_sanity_val_steps=0, default_root_dir=str(out), enable_model_summary=False,
+    )
+
+
+def train(recipe: Recipe, conversations: list[Any] | None = None) -> dict[str, Any]:
+    """Train a drafter as the recipe says; returns (and writes) a summary with τ_sim before and after."""
+    from specframe.data.datamodule import ChatDataModule
+    from specframe.module import DraftTrainingModule
+
+    out = recipe.output_dir
+    out.mkdir(parents=True, exist_ok=True)
+    save_resolved(recipe, out, loaded_plugins())
+    L.seed_everything(recipe.run.seed, workers=True, verbose=False)
+    module = DraftTrainingModule(recipe.resolved)
+    data = ChatDataModule(recipe.data, module.target.tokenizer, seed=recipe.run.seed, conversations=conversations)
+    data.setup("fit")
+    last = out / "checkpoints" / "last.ckpt"
+    resume = recipe.run.resume and last.is_file()
+    if module.vocab.reduced and not resume:
+        from specframe.vocab_fit import fit_draft_vocab
+
+        report = fit_draft_vocab(module.vocab, data.train_rows)
+        log.info("draft vocabulary: %s", report)
+    before_path = out / "tau_before.json"
+    if before_path.is_file():
+        before = json.loads(before_path.read_text())
+    else:
+        before = held_out_tau(module, data.val_dataloader())
+        _atomic_json(before_path, before)
+    callbacks = []
+    if recipe.eval.tau_real_every_n_steps > 0:
+        from specframe.evaluation.callback import TauRealCallback
+
+        callbacks.append(TauRealCallback(recipe.eval, data.val_conversations))
+    trainer = build_trainer(recipe, out, callbacks)
+    trainer.fit(module, datamodule=data, ckpt_path=str(last) if resume else None)
+    best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+    after = held_out_tau(module, data.val_dataloader())
+    summary = {"run": recipe.run.name, "output_dir": str(out), "steps": trainer.global_step,
+               "tau_sim_before": before["tau_sim"], "tau_sim_after": after["tau_sim"],
+               "slot_acceptance_after": after["slot_acceptance"], "held_out_blocks": after["blocks"],
+               "best_checkpoint": best, "last_checkpoint": str(last)}
+    _atomic_json(out / "summary.json", summary)
+    return summary
+
+
+def _atomic_json(path: Path, data: Any) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2))
+    tmp.replace(path)
