@@ -3,4 +3,4 @@ from specframe.registry import Registry
 
 LOSS_TERMS: Registry = Registry("loss term")
 
-from specframe.losses import ce, chain, focal, positional  # noqa: E402,F401  (registers built-ins)
+from specframe.losses import ce, chain, distill, focal, positional, streak  # noqa: E402,F401  (registers built-ins)
