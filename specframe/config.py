@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import os
+import re
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import Any, Literal
 
 import yaml
 from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from specframe.errors import ConfigError
 from specframe.registry import Registry, build_dataclass
@@ -40,6 +42,10 @@ class RunConfig:
     wandb_mode: Literal["auto", "offline", "online", "disabled"] = "auto"
     """auto: online if an account is configured (WANDB_API_KEY or a netrc entry), else offline."""
     wandb_group: str | None = None
+
+    def __post_init__(self) -> None:
+        # The default output_dir is not interpolated when the recipe does not set it (it never reaches OmegaConf).
+        self.output_dir = self.output_dir.replace("${run.name}", self.name)
 
 
 @dataclass(kw_only=True)
@@ -166,7 +172,7 @@ class Recipe:
 
 
 DEFAULTS: dict[str, Any] = {
-    "run": {}, "data": {}, "target": {"name": "hf"}, "drafter": {"name": "block_diffusion"},
+    "run": {"name": "run"}, "data": {}, "target": {"name": "hf"}, "drafter": {"name": "block_diffusion"},
     "alignment": [], "loss": [{"name": "ce", "weight": 1.0}], "optim": {}, "trainer": {}, "eval": {},
     "plugins": [],
 }
@@ -175,11 +181,26 @@ DEFAULTS: dict[str, Any] = {
 # --------------------------------------------------------------------------------------------------
 # Loading and composing
 # --------------------------------------------------------------------------------------------------
+class _RecipeLoader(yaml.SafeLoader):
+    """Safe YAML loader that reads `1e-3` as a float (YAML 1.2) where PyYAML's YAML 1.1 rules give a string."""
+
+
+_RecipeLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
+def _load_yaml(text: str) -> Any:
+    return yaml.load(text, Loader=_RecipeLoader)  # noqa: S506  (a SafeLoader subclass)
+
+
 def _read_yaml(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"recipe file {path} does not exist")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = _load_yaml(path.read_text()) or {}
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: not valid YAML: {e}") from None
     if not isinstance(data, dict):
@@ -263,7 +284,7 @@ def apply_overrides(cfg: DictConfig, overrides: list[str]) -> None:
         add = key.startswith("+")
         key = key.lstrip("+")
         try:
-            value = yaml.safe_load(raw) if raw != "" else ""
+            value = _load_yaml(raw) if raw != "" else ""
         except yaml.YAMLError as e:
             issues.append(f"override '{ov}': cannot parse value: {e}")
             continue
@@ -326,7 +347,10 @@ def validate_recipe(cfg: DictConfig | dict[str, Any], check_output_dir: bool = T
     """Validate a composed recipe in layers and return it typed; every problem is reported at once."""
     from specframe.plugins import import_plugins
 
-    plain = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
+    try:
+        plain = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
+    except OmegaConfBaseException as e:  # e.g. ${run.nme}: report it like every other recipe problem
+        raise ConfigError(f"{getattr(e, 'full_key', '') or 'recipe'}: {str(e).splitlines()[0]}") from None
     assert isinstance(plain, dict)
     issues = _check_sections(plain, "recipe")
     plugins = plain.get("plugins") or []
@@ -371,7 +395,7 @@ def validate_recipe(cfg: DictConfig | dict[str, Any], check_output_dir: bool = T
         strat = sections["eval"].strategy
         _component(dict(strat), "eval.strategy", regs["alignment"], issues)
     if not issues:
-        issues.extend(_cross_checks(sections, loss, align, drafter))
+        issues.extend(_cross_checks(sections, loss, align, drafter, target))
     if check_output_dir and "run" in sections:
         issues.extend(_check_writable(Path(sections["run"].output_dir)))
     if issues:
@@ -383,15 +407,19 @@ def validate_recipe(cfg: DictConfig | dict[str, Any], check_output_dir: bool = T
 
 
 def _cross_checks(sections: dict[str, Any], loss: list[ComponentSpec], align: list[ComponentSpec],
-                  drafter: ComponentSpec | None) -> list[str]:
+                  drafter: ComponentSpec | None, target: ComponentSpec | None = None) -> list[str]:
     """Compatibility of loss terms and alignment strategies, checked before any model loads."""
     regs = registries()
     issues = []
     available = {"target_hidden", "labels", "target_logits"}
     if sections["data"].features_cache:
-        from specframe.data.feature_cache import cache_provides
+        from specframe.data.feature_cache import check_cache
 
-        available = {"target_hidden", "labels"} | cache_provides(sections["data"].features_cache)
+        # A cache made for another target, tokenizer or data is refused, every mismatch listed.
+        provided, cache_issues = check_cache(sections["data"].features_cache, target=target,
+                                             data=sections["data"], seed=sections["run"].seed)
+        available = {"target_hidden", "labels"} | provided
+        issues.extend(cache_issues)
     for i, spec in enumerate(align):
         entry = regs["alignment"].get(spec.name)
         if entry.meta.get("stage") == "decode":
@@ -419,7 +447,9 @@ def _check_writable(path: Path) -> list[str]:
         if probe.parent == probe:
             break
         probe = probe.parent
-    if not os.access(probe, os.W_OK):
+    if not probe.is_dir():  # a file in the way: no folder can be made below it, even as root
+        return [f"run.output_dir: cannot create {path}: {probe} exists and is not a folder"]
+    if not os.access(probe, os.W_OK | os.X_OK):
         return [f"run.output_dir: cannot write to {path} (nearest existing folder {probe} is not writable)"]
     return []
 

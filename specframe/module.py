@@ -11,6 +11,7 @@ from torch import Tensor
 from specframe.alignment import ALIGNMENTS
 from specframe.config import Recipe, validate_recipe
 from specframe.data.anchors import sample_anchors
+from specframe.data.feature_cache import topk_to_dense
 from specframe.drafters import DRAFTERS
 from specframe.interfaces import AlignedBatch
 from specframe.losses import LOSS_TERMS
@@ -30,6 +31,8 @@ class DraftTrainingModule(L.LightningModule):
         self.recipe: Recipe = validate_recipe(config, check_output_dir=False)
         r = self.recipe
         self.target = TARGETS.build(r.target.name, r.target.options, where="target")
+        # Frozen, wrapper included: Lightning records each submodule's train/eval flag at fit start and restores it.
+        self.target.requires_grad_(False).eval()
         self.drafter = DRAFTERS.build(r.drafter.name, r.drafter.options, where="drafter", spec=self.target.spec)
         self._init_from_target()
         self.vocab = DraftVocab.from_config(r.drafter.options, self.target.vocab_size)
@@ -51,13 +54,15 @@ class DraftTrainingModule(L.LightningModule):
     def aligned_view(self, batch: dict[str, Tensor], generator: torch.Generator) -> AlignedBatch:
         ids, valid = batch["input_ids"], batch["attention_mask"].bool()
         logits = None
-        if "target_hidden" in batch and not self.needs_logits:
+        if "target_hidden" in batch and (not self.needs_logits or "target_topk_ids" in batch):
             hidden = batch["target_hidden"]  # from a features cache: no target pass
+            if self.needs_logits:  # cached top-k logits, -inf elsewhere (data/feature_cache.py: kept mass)
+                logits = topk_to_dense(batch["target_topk_ids"], batch["target_topk_values"], self.target.vocab_size)
         else:
             out = self.target(ids, valid, with_logits=self.needs_logits)
-            hidden = out.hidden
-            if out.logits is not None:  # logits at p predict p + 1: shift so that [p] is the distribution of p
-                logits = torch.cat([out.logits[:, :1], out.logits[:, :-1]], dim=1)
+            hidden, logits = out.hidden, out.logits
+        if logits is not None:  # logits at p predict p + 1: shift so that [p] is the distribution of p
+            logits = torch.cat([logits[:, :1], logits[:, :-1]], dim=1)
         anchors, anchor_valid = sample_anchors(batch["loss_mask"], self.recipe.data.num_anchors, generator)
         view = AlignedBatch(input_ids=ids, labels=ids, loss_mask=batch["loss_mask"].bool(), context=hidden,
                             context_valid=valid, anchors=anchors, anchor_valid=anchor_valid, target_logits=logits)
@@ -79,7 +84,11 @@ class DraftTrainingModule(L.LightningModule):
 
     def head(self, hidden: Tensor) -> Tensor:
         """The target's frozen LM head, restricted to the draft vocabulary when one is set."""
-        return torch.nn.functional.linear(hidden, self.vocab.restrict_rows(self.target.lm_head_weight))
+        # Flatten to 2-D first: on a non-contiguous 3-D input, linear falls back to a batched matmul that
+        # copies the [V, H] weight once per block (measured: 10x slower on CPU).
+        weight = self.vocab.restrict_rows(self.target.lm_head_weight)
+        flat = torch.nn.functional.linear(hidden.reshape(-1, hidden.shape[-1]), weight)
+        return flat.view(*hidden.shape[:-1], weight.shape[0])
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         gen = torch.Generator().manual_seed(self.recipe.run.seed * 1_000_003 + self.global_step * 97 + self.global_rank)
@@ -87,6 +96,7 @@ class DraftTrainingModule(L.LightningModule):
         self.train_tau(parts.correct, parts.mask, parts.block_valid)
         self.log("train/loss", loss, prog_bar=True)
         self.log_dict({f"train/loss/{k}": v.detach() for k, v in per_term.items()})
+        self.log_dict(self.term_metrics("train"))
         self.log("train/tau_sim", self.train_tau, prog_bar=True)
         self.log("train/supervised_slots", parts.mask.sum().float(), reduce_fx="sum")
         return loss
@@ -97,6 +107,12 @@ class DraftTrainingModule(L.LightningModule):
         self.val_tau.update(parts.correct, parts.mask, parts.block_valid)
         self.log("val/loss", loss, sync_dist=True)
         self.log_dict({f"val/loss/{k}": v for k, v in per_term.items()}, sync_dist=True)
+        self.log_dict(self.term_metrics("val"))
+
+    def term_metrics(self, prefix: str) -> dict[str, float]:
+        """Side figures a loss term keeps via `pop_metrics()` (e.g. kept top-k mass): `<prefix>/<metric>/<term>`."""
+        return {f"{prefix}/{key}/{wt.name}": value for wt in self.objective.terms
+                for key, value in (getattr(wt.term, "pop_metrics", dict)() or {}).items()}
 
     def on_validation_epoch_end(self) -> None:
         self.log("val/tau_sim", self.val_tau.compute(), prog_bar=True)

@@ -7,7 +7,7 @@ from typing import Any
 
 import lightning as L
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from specframe.config import DataConfig
 
@@ -15,16 +15,39 @@ log = logging.getLogger(__name__)
 
 
 class RenderedDataset(Dataset):
-    """Conversations rendered to token ids and assistant-only loss masks."""
+    """Conversations rendered to token ids and assistant-only loss masks (plus cached target features, if any)."""
 
-    def __init__(self, rows: list[dict[str, Any]]):
+    def __init__(self, rows: list[dict[str, Any]], features: Any = None):
         self.rows = rows
+        self.features = features  # a FeatureCache: row tensors are read from disk when the row is fetched
 
     def __len__(self) -> int:
         return len(self.rows)
 
     def __getitem__(self, i: int) -> dict[str, Any]:
-        return self.rows[i]
+        row = self.rows[i]
+        return row if self.features is None else {**row, **self.features.row(row["index"])}
+
+
+class EpochShuffle(Sampler[int]):
+    """Seeded shuffle whose order depends only on (seed, epoch), not on how many epochs this process has run.
+
+    Lightning calls `set_epoch` at every epoch start, resumed runs included, so a run resumed from a checkpoint
+    sees the same batches as an uninterrupted one (a DataLoader's own generator would restart its sequence).
+    """
+
+    def __init__(self, n: int, seed: int):
+        self.n, self.seed, self.epoch = n, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self):
+        g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        return iter(torch.randperm(self.n, generator=g).tolist())
 
 
 def pad_collate(rows: list[dict[str, Any]], pad_id: int) -> dict[str, torch.Tensor]:
@@ -47,6 +70,14 @@ def pad_collate(rows: list[dict[str, Any]], pad_id: int) -> dict[str, torch.Tens
         for i, r in enumerate(rows):
             feats[i, : r["features"].shape[0]] = r["features"]
         batch["target_hidden"] = feats
+    if "topk_ids" in rows[0]:  # cached top-k target logits; padding gets a finite dummy distribution
+        k = rows[0]["topk_ids"].shape[-1]
+        topk_ids = torch.arange(k).expand(B, S, k).clone()
+        topk_values = torch.zeros(B, S, k)
+        for i, r in enumerate(rows):
+            topk_ids[i, : r["topk_ids"].shape[0]] = r["topk_ids"]
+            topk_values[i, : r["topk_values"].shape[0]] = r["topk_values"]
+        batch["target_topk_ids"], batch["target_topk_values"] = topk_ids, topk_values
     return batch
 
 
@@ -73,6 +104,31 @@ def render_all(tokenizer: Any, convs: list[Any], cfg: DataConfig, desc: str, off
     return rows
 
 
+def load_rows(cfg: DataConfig, tokenizer: Any, seed: int, conversations: list[Any] | None = None
+              ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[Any]]:
+    """Load, split (seeded) and render the data: (train rows, held-out rows, held-out conversations).
+
+    The one definition of "the rows of a recipe", shared by training and `specframe cache-features`.
+    """
+    from specframe.data.sources import load_conversations
+
+    convs = conversations
+    if convs is None:
+        convs = load_conversations(cfg.train, limit=cfg.limit)
+    elif cfg.limit is not None:
+        convs = convs[: cfg.limit]
+    if len(convs) < 2:
+        raise ValueError(f"data.train={cfg.train!r} gave {len(convs)} conversations; need at least 2")
+    train, val = split_conversations(list(convs), cfg.val_conversations, seed)
+    train_rows = render_all(tokenizer, train, cfg, "render train")
+    val_rows = render_all(tokenizer, val, cfg, "render val", offset=len(train))
+    if not train_rows:
+        raise ValueError(f"no training conversation has >= {cfg.min_supervised} assistant tokens "
+                         f"within max_length={cfg.max_length}")
+    log.info("data: %d train / %d held-out conversations", len(train_rows), len(val_rows))
+    return train_rows, val_rows, val
+
+
 class ChatDataModule(L.LightningDataModule):
     """Chat conversations -> padded batches of input_ids, loss_mask (assistant tokens), attention_mask."""
 
@@ -85,33 +141,24 @@ class ChatDataModule(L.LightningDataModule):
         self.train_rows: list[dict[str, Any]] = []
         self.val_rows: list[dict[str, Any]] = []
         self.val_conversations: list[Any] = []
+        self.features: Any = None  # a FeatureCache when data.features_cache is set
         pad = tokenizer.pad_token_id
         self.pad_id = int(pad if pad is not None else tokenizer.eos_token_id)
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_rows:
             return
-        from specframe.data.sources import load_conversations
+        self.train_rows, self.val_rows, self.val_conversations = load_rows(
+            self.cfg, self.tokenizer, self.seed, self._conversations)
+        if self.cfg.features_cache:
+            from specframe.data.feature_cache import FeatureCache
 
-        convs = self._conversations
-        if convs is None:
-            convs = load_conversations(self.cfg.train, limit=self.cfg.limit)
-        elif self.cfg.limit is not None:
-            convs = convs[: self.cfg.limit]
-        if len(convs) < 2:
-            raise ValueError(f"data.train={self.cfg.train!r} gave {len(convs)} conversations; need at least 2")
-        train, val = split_conversations(list(convs), self.cfg.val_conversations, self.seed)
-        self.val_conversations = val
-        self.train_rows = render_all(self.tokenizer, train, self.cfg, "render train")
-        self.val_rows = render_all(self.tokenizer, val, self.cfg, "render val", offset=len(train))
-        if not self.train_rows:
-            raise ValueError(f"no training conversation has >= {self.cfg.min_supervised} assistant tokens "
-                             f"within max_length={self.cfg.max_length}")
-        log.info("data: %d train / %d held-out conversations", len(self.train_rows), len(self.val_rows))
+            self.features = FeatureCache(self.cfg.features_cache)
+            self.features.check_rows(self.train_rows + self.val_rows, self.tokenizer)
 
     def _loader(self, rows: list[dict[str, Any]], shuffle: bool) -> DataLoader:
-        g = torch.Generator().manual_seed(self.seed)
-        return DataLoader(RenderedDataset(rows), batch_size=self.cfg.batch_size, shuffle=shuffle, generator=g,
+        sampler = EpochShuffle(len(rows), self.seed) if shuffle else None
+        return DataLoader(RenderedDataset(rows, self.features), batch_size=self.cfg.batch_size, sampler=sampler,
                           num_workers=self.cfg.num_workers, collate_fn=lambda r: pad_collate(r, self.pad_id),
                           drop_last=shuffle and len(rows) > self.cfg.batch_size)
 

@@ -66,8 +66,9 @@ class HFTarget(nn.Module):
 
     @torch.no_grad()
     def forward(self, input_ids: Tensor, attention_mask: Tensor, *, with_logits: bool = False) -> TargetOutputs:
-        out = self.model(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True,
-                         use_cache=False, logits_to_keep=0 if with_logits else 1)
+        # Without logits, run the decoder alone: the LM head is the most expensive layer of a small target.
+        net = self.model if with_logits else self.model.base_model
+        out = net(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True, use_cache=False)
         hidden = torch.cat([out.hidden_states[t + 1] for t in self.tap_layers], dim=-1)
         return TargetOutputs(hidden=hidden, logits=out.logits if with_logits else None)
 
