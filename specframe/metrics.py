@@ -48,5 +48,8 @@ class AcceptanceLength(Metric):
         return (self.tau_sum / self.blocks.clamp(min=1)).float()
 
     def slot_acceptance(self) -> Tensor:
-        """[K-1] fraction of supervised slot-k occurrences inside the accepted prefix."""
-        return self.slot_accepted.float() / self.slot_supervised.clamp(min=1).float()
+        """[K-1] fraction of supervised slot-k occurrences inside the accepted prefix (over all processes)."""
+        # Synced across data-parallel ranks like compute() (which torchmetrics wraps); a no-op in one process.
+        already = self._is_synced
+        with self.sync_context(should_sync=not already, should_unsync=not already):
+            return self.slot_accepted.float() / self.slot_supervised.clamp(min=1).float()

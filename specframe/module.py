@@ -87,7 +87,8 @@ class DraftTrainingModule(L.LightningModule):
         # Flatten to 2-D first: on a non-contiguous 3-D input, linear falls back to a batched matmul that
         # copies the [V, H] weight once per block (measured: 10x slower on CPU).
         weight = self.vocab.restrict_rows(self.target.lm_head_weight)
-        flat = torch.nn.functional.linear(hidden.reshape(-1, hidden.shape[-1]), weight)
+        # The head keeps the target's dtype; outside autocast a float32 drafter meets a bf16 target here.
+        flat = torch.nn.functional.linear(hidden.reshape(-1, hidden.shape[-1]).to(weight.dtype), weight)
         return flat.view(*hidden.shape[:-1], weight.shape[0])
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:

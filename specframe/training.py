@@ -1,6 +1,7 @@
 """`specframe train`: recipe -> run folder -> Lightning Trainer -> drafter checkpoints, τ_sim before/after."""
 from __future__ import annotations
 
+import csv
 import json
 import logging
 import os
@@ -28,10 +29,13 @@ def held_out_tau(module: Any, loader: Any) -> dict[str, Any]:
     was_training = module.drafter.training
     module.drafter.eval()
     metric = AcceptanceLength(module.drafter.block_size)
+    precision = module.recipe.trainer.precision
+    # Same numerics as validation inside the Trainer (bf16-mixed autocasts there).
     for i, batch in enumerate(loader):
         batch = {k: v.to(module.device) for k, v in batch.items()}
         gen = torch.Generator().manual_seed(module.recipe.run.seed + 7919 * i)
-        _, _, parts = module.step(batch, gen)
+        with torch.autocast(module.device.type, dtype=torch.bfloat16, enabled=precision.startswith("bf16")):
+            _, _, parts = module.step(batch, gen)
         metric.update(parts.correct.cpu(), parts.mask.cpu(), parts.block_valid.cpu())
     module.drafter.train(was_training)
     return {"tau_sim": float(metric.compute()), "blocks": int(metric.blocks),
@@ -61,9 +65,12 @@ def build_trainer(recipe: Recipe, out: Path, callbacks: list[Any] = ()) -> L.Tra
     t = recipe.trainer
     ckpt_dir = out / "checkpoints"
     cbs: list[Any] = [
+        # Best by held-out τ_sim, judged after each validation (first: trainer.checkpoint_callback).
         ModelCheckpoint(dirpath=ckpt_dir, filename="best-step{step}", monitor="val/tau_sim", mode="max",
-                        save_top_k=1, save_last=True, every_n_train_steps=t.save_every_n_steps,
-                        auto_insert_metric_name=False),
+                        save_top_k=1, auto_insert_metric_name=False),
+        # The resumable last.ckpt, on its own schedule: a monitored ModelCheckpoint defers step-triggered saves
+        # until the monitored metric is fresh (the next validation), which would tie resumability to val_every.
+        ModelCheckpoint(dirpath=ckpt_dir, save_top_k=0, save_last=True, every_n_train_steps=t.save_every_n_steps),
         LearningRateMonitor(logging_interval="step"),
         *callbacks,
     ]
@@ -109,8 +116,13 @@ def train(recipe: Recipe, conversations: list[Any] | None = None) -> dict[str, A
         from specframe.evaluation.callback import TauRealCallback
 
         callbacks.append(TauRealCallback(recipe.eval, data.val_conversations))
+    if resume and int(os.environ.get("LOCAL_RANK", 0)) == 0 and int(os.environ.get("NODE_RANK", 0)) == 0:
+        _set_aside_metrics(out / "logs", int(torch.load(last, map_location="cpu", weights_only=False,
+                                                        mmap=True)["global_step"]))
     trainer = build_trainer(recipe, out, callbacks)
     trainer.fit(module, datamodule=data, ckpt_path=str(last) if resume else None)
+    if trainer.is_global_zero:
+        _merge_metrics(out / "logs")
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
     after = held_out_tau(module, data.val_dataloader())
     summary = {"run": recipe.run.name, "output_dir": str(out), "steps": trainer.global_step,
@@ -119,6 +131,44 @@ def train(recipe: Recipe, conversations: list[Any] | None = None) -> dict[str, A
                "best_checkpoint": best, "last_checkpoint": str(last)}
     _atomic_json(out / "summary.json", summary)
     return summary
+
+
+_EARLIER = "metrics.earlier.csv"
+
+
+def _read_csv(path: Path) -> list[dict[str, str]]:
+    if not path.is_file():
+        return []
+    with path.open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _write_csv(path: Path, rows: list[dict[str, str]]) -> None:
+    keys = sorted(set().union(*rows)) if rows else []
+    tmp = path.with_suffix(".tmp")
+    with tmp.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=keys, restval="")
+        writer.writeheader()
+        writer.writerows(rows)
+    tmp.replace(path)
+
+
+def _set_aside_metrics(log_dir: Path, resume_step: int) -> None:
+    """Lightning's CSVLogger deletes logs/metrics.csv when a run resumes: keep the earlier legs' rows (those
+    before the resumed step; later ones are about to be logged again) until `_merge_metrics` puts them back."""
+    rows = _read_csv(log_dir / _EARLIER) + _read_csv(log_dir / "metrics.csv")
+    rows = [r for r in rows if r.get("step") and int(float(r["step"])) < resume_step]
+    if rows:
+        _write_csv(log_dir / _EARLIER, rows)
+    (log_dir / "metrics.csv").unlink(missing_ok=True)
+
+
+def _merge_metrics(log_dir: Path) -> None:
+    """Earlier legs' rows + this leg's rows -> logs/metrics.csv, one file for the whole run."""
+    earlier = log_dir / _EARLIER
+    if earlier.is_file():
+        _write_csv(log_dir / "metrics.csv", _read_csv(earlier) + _read_csv(log_dir / "metrics.csv"))
+        earlier.unlink()
 
 
 def _atomic_json(path: Path, data: Any) -> None:

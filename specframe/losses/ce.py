@@ -8,8 +8,8 @@ from specframe.losses import LOSS_TERMS
 
 
 def learnable(chunk: SlotChunk):
-    """[n, K-1] bool, supervised slots whose label the drafter can produce (in its vocabulary)."""
-    return chunk.mask & (chunk.labels >= 0)
+    """[n, K-1] bool, supervised slots of real blocks whose label the drafter can produce (in its vocabulary)."""
+    return chunk.mask & (chunk.labels >= 0) & chunk.block_valid.unsqueeze(-1)  # padding blocks get no loss
 
 
 @LOSS_TERMS.register("ce")

@@ -167,7 +167,7 @@ class StreakLoss:
         return expected_streak_loss(chunk, self.setting)
 
 
-@LOSS_TERMS.register("streak_overlap", config=StreakOverlapConfig)
+@LOSS_TERMS.register("streak_overlap", config=StreakOverlapConfig, divergence=False)  # needs p, is not D(p, q)
 class StreakOverlapLoss:
     """Soft streak -Σ_j Π_{i<=j} Σ_v min(p_v, q_v): expected accepted length under speculative sampling."""
 
