@@ -158,3 +158,44 @@ class TargetSpec:
     rms_norm_eps: float
     tap_layers: tuple[int, ...]
     spare_token_id: int | None = None  # an unused embedding row, usable as the mask token
+
+
+# -- decoding: the protocol of test-time strategies (decode-stage alignment entries) -----------------
+@dataclass(frozen=True, kw_only=True)
+class Proposal:
+    """What a test-time strategy drafts in one step: K candidate chains that share the anchor.
+
+    D = B - 1 drafted slots. Chains are verified together in one target forward (a tree whose identical
+    prefixes are merged); `q` is what every chain was sampled from, slot by slot, i.i.d. across chains.
+    """
+
+    candidates: Tensor  # [K, D] long, target token ids of slots 1..B-1 of each chain
+    q: Tensor | None = None  # [D, V] float, per-slot proposal distribution (needed at temperature > 0)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Selection:
+    """The outcome of verifying a proposal: which chain, how many of its drafts stand, and the target's token."""
+
+    chain: int  # index of a chain whose first `accepted` drafts are the committed ones
+    accepted: int  # a, 0 <= a <= D
+    next_token: int  # the target's own token after them (the bonus, or the correction of a rejected draft)
+
+
+@runtime_checkable
+class DecodeStrategy(Protocol):
+    """A test-time strategy: proposes candidate chains from the drafter's slot logits and picks the winner.
+
+    It must keep decoding lossless: greedy output at temperature 0, the target's distribution above.
+    """
+
+    stage: ClassVar[Literal["decode"]]
+
+    def propose(self, slot_logits: Tensor, temperature: float, generator: torch.Generator | None) -> Proposal:
+        """slot_logits: [D, V] drafter logits (target vocabulary, -inf where the drafter cannot emit)."""
+        ...
+
+    def select(self, proposal: Proposal, target_logits: Tensor, temperature: float,
+               generator: torch.Generator | None) -> Selection:
+        """target_logits: [K, D+1, V]; row d of chain k is the target's logits after its first d drafts."""
+        ...

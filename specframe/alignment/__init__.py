@@ -7,4 +7,4 @@ from specframe.registry import Registry
 
 ALIGNMENTS: Registry = Registry("alignment strategy")
 
-from specframe.alignment import labels, single  # noqa: E402,F401  (registers built-ins)
+from specframe.alignment import labels, self_selection, single  # noqa: E402,F401  (registers built-ins)

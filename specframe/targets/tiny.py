@@ -19,6 +19,8 @@ class TinyTargetConfig:
     num_taps: int = 2
     seed: int = 0
     """Weights are a function of the seed, so two builds are identical."""
+    initializer_range: float = 0.02
+    """Std of the random weights; about 0.3 makes greedy output varied instead of one repeated token."""
 
 
 @TARGETS.register("tiny", config=TinyTargetConfig)
@@ -33,6 +35,7 @@ def build_tiny_target(cfg: TinyTargetConfig) -> HFTarget:
         vocab_size=len(tok), hidden_size=cfg.hidden_size, num_hidden_layers=cfg.num_layers,
         num_attention_heads=cfg.num_heads, num_key_value_heads=cfg.num_kv_heads,
         intermediate_size=cfg.intermediate_size, max_position_embeddings=4096, tie_word_embeddings=True,
+        initializer_range=cfg.initializer_range,
         bos_token_id=None, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
     )
     gen = torch.random.fork_rng()

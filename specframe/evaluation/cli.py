@@ -1,0 +1,139 @@
+"""`specframe eval`: decode for real with a trained drafter; print and save τ, acceptance and speedup.
+
+    specframe eval runs/quickstart --benchmarks mt_bench humaneval gsm8k --num-prompts 8 --max-new-tokens 128
+    specframe eval runs/quickstart/checkpoints/last.ckpt --strategy self_selection --strategy-opt num_drafts=4
+    specframe eval runs/quickstart --oracle            # also the ceiling: drafts = the target's own output
+    specframe eval runs/quickstart --parity            # τ_sim vs τ_real on the same blocks
+
+Defaults come from the recipe's `eval:` section, then these flags. Results go to RUN/eval/<tag>.json and .md.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from specframe.errors import ConfigError
+
+# torch is imported inside the functions: `specframe --help` and `validate` build this parser too.
+DTYPES = ("bfloat16", "float16", "float32")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("path", help="run folder (uses checkpoints/best*.ckpt, else last.ckpt) or a .ckpt file")
+    p.add_argument("--benchmarks", nargs="+", help="benchmark names (specframe.evaluation.benchmarks) or .jsonl files")
+    p.add_argument("--num-prompts", type=int, help="prompts per benchmark")
+    p.add_argument("--max-new-tokens", type=int, help="tokens generated per response")
+    p.add_argument("--temperature", type=float, help="0: greedy (default); > 0: lossless speculative sampling")
+    p.add_argument("--block-size", type=int, help="block size B at decode time (default: the drafter's)")
+    p.add_argument("--strategy", help="test-time strategy: single or self_selection (decode-stage alignments)")
+    p.add_argument("--strategy-opt", action="append", default=[], metavar="KEY=VALUE",
+                   help="strategy option, e.g. num_drafts=4 (repeatable)")
+    p.add_argument("--oracle", action="store_true", help="also decode with the oracle drafter (τ ceiling)")
+    p.add_argument("--no-baseline", action="store_true", help="skip target-only decoding (no speedup)")
+    p.add_argument("--parity", action="store_true", help="also print τ_sim vs τ_real on the same blocks")
+    p.add_argument("--dtype", choices=DTYPES, help="dtype of target and drafter (default: the target's)")
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default: cuda if available)")
+    p.add_argument("--gsm8k-path", help="GSM8K jsonl (default: $SPECFRAME_GSM8K or the shared copy)")
+    p.add_argument("--threads", type=int, help="torch CPU threads (a small target decodes faster on fewer)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", help="output folder (default: RUN/eval)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def parse_options(items: list[str], where: str) -> dict[str, Any]:
+    """['num_drafts=4', 'draft_temperature=1.5'] -> {'num_drafts': 4, 'draft_temperature': 1.5}."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"{where}: expected KEY=VALUE, got {item!r}")
+        out[key.strip()] = yaml.safe_load(value)
+    return out
+
+
+def settings_from(args: argparse.Namespace, recipe_eval: dict[str, Any]) -> Any:
+    """Recipe `eval:` defaults, overridden by the flags that were given."""
+    from specframe.config import EvalConfig
+    from specframe.evaluation.runner import EvalSettings
+    from specframe.registry import build_dataclass
+
+    ecfg = build_dataclass(EvalConfig, dict(recipe_eval or {}), "eval")
+    strategy = dict(ecfg.strategy)
+    if args.strategy and args.strategy != strategy.get("name"):
+        strategy = {"name": args.strategy}
+    strategy.update(parse_options(args.strategy_opt, "--strategy-opt"))
+    options = {"gsm8k": {"path": args.gsm8k_path}} if args.gsm8k_path else {}
+    try:
+        return EvalSettings(
+            benchmarks=list(args.benchmarks or ecfg.benchmarks), benchmark_options=options,
+            num_prompts=args.num_prompts if args.num_prompts is not None else ecfg.num_prompts,
+            max_new_tokens=args.max_new_tokens if args.max_new_tokens is not None else ecfg.max_new_tokens,
+            temperature=args.temperature if args.temperature is not None else ecfg.temperature,
+            block_size=args.block_size if args.block_size is not None else ecfg.block_size,
+            strategy=strategy, baseline=not args.no_baseline, oracle=args.oracle, seed=args.seed,
+            progress=not args.no_progress)
+    except ValueError as e:
+        raise ConfigError(f"specframe eval: {e}") from None
+
+
+def place(trained: Any, dtype_name: str | None, device_name: str) -> tuple[Any, Any]:
+    """Move target and drafter to one device and one dtype (speedups compare like with like)."""
+    import torch
+
+    target, drafter = trained.target, trained.drafter
+    device = torch.device("cuda" if device_name == "auto" and torch.cuda.is_available() else
+                          "cpu" if device_name == "auto" else device_name)
+    dtype = getattr(torch, dtype_name) if dtype_name else next(target.model.parameters()).dtype
+    target.model.to(device=device, dtype=dtype)
+    drafter.to(device=device, dtype=dtype)
+    trained.vocab.to(device)
+    return target, drafter
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from specframe.checkpoint import load_trained, resolve_checkpoint, run_folder_of
+    from specframe.evaluation.runner import Evaluator, markdown, write_report
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    ckpt = resolve_checkpoint(args.path)
+    trained = load_trained(ckpt)
+    settings = settings_from(args, trained.recipe.get("eval", {}))
+    target, drafter = place(trained, args.dtype, args.device)
+    dtype = next(target.model.parameters()).dtype
+    print(f"checkpoint {ckpt} | target {target.name} | {dtype} on {next(drafter.parameters()).device}")
+    report = Evaluator(target, drafter, trained.vocab, settings).run()
+    report["checkpoint"] = str(ckpt)
+    report["dtype"] = str(dtype).replace("torch.", "")
+    title = f"Real-decoding evaluation of {ckpt}"
+    out_dir = Path(args.out) if args.out else run_folder_of(ckpt) / "eval"
+    if args.parity:
+        report["parity"] = _parity(args, settings, target, drafter, trained.vocab)
+    json_path, md_path = write_report(report, out_dir, title)
+    print(markdown(report, title))
+    if args.parity:
+        from specframe.evaluation.parity import format_parity
+
+        print(format_parity(report["parity"]))
+    print(f"\nwrote {json_path} and {md_path}")
+    return 0
+
+
+def _parity(args: argparse.Namespace, settings: Any, target: Any, drafter: Any, vocab: Any) -> dict[str, Any]:
+    """Parity on the first turn of each benchmark's prompts."""
+    from specframe.data.chat import render_prompt
+    from specframe.evaluation.benchmarks import build_benchmark
+    from specframe.evaluation.parity import parity_report
+
+    prompts = []
+    for name in settings.benchmarks:
+        for prompt in build_benchmark(name, settings.benchmark_options.get(name)).prompts(settings.num_prompts):
+            prompts.append(render_prompt(target.tokenizer, [{"role": "user", "content": prompt.turns[0]}]))
+    rep = parity_report(target, drafter, vocab, prompts, max_new_tokens=settings.max_new_tokens)
+    return json.loads(json.dumps(rep))
