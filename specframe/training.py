@@ -15,12 +15,15 @@ from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, TQ
 from lightning.pytorch.loggers import CSVLogger, Logger
 
 from specframe.config import Recipe, save_resolved
+from specframe.data.datamodule import EpochShuffle
 from specframe.metrics import AcceptanceLength
 from specframe.plugins import loaded_plugins
 
 log = logging.getLogger(__name__)
 # The frozen target is in eval mode on purpose; Lightning warns about any module in eval mode at fit start.
 warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")
+# ResumeDataPosition (below) makes a mid-epoch resume exact, which Lightning cannot see from the DataLoader.
+warnings.filterwarnings("ignore", message=r"You're resuming from a checkpoint that ended before the epoch ended")
 
 
 @torch.no_grad()
@@ -61,6 +64,24 @@ def _netrc() -> str:
     return p.read_text() if p.is_file() else ""
 
 
+class ResumeDataPosition(L.Callback):
+    """On a mid-epoch resume, skip the batches of the epoch that the checkpoint already trained on.
+
+    Lightning restores step, optimiser and scheduler, but restarts a plain DataLoader at the epoch's first batch.
+    Our sampler's order depends only on (seed, epoch), so skipping the completed batches gives exactly the data
+    an uninterrupted run would see. (Under a distributed sampler Lightning wraps ours; then the epoch restarts.)
+    """
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # `processed`, not `completed`: last.ckpt is written in on_train_batch_end, before `completed` counts it.
+        done = trainer.fit_loop.epoch_loop.batch_progress.current.processed
+        loader = trainer.train_dataloader
+        sampler = getattr(loader, "sampler", None)
+        # A checkpoint taken at an epoch's end restores `completed` = the whole epoch: the next one starts fresh.
+        if 0 < done < trainer.num_training_batches and isinstance(sampler, EpochShuffle):
+            sampler.skip = done * loader.batch_size
+
+
 def build_trainer(recipe: Recipe, out: Path, callbacks: list[Any] = ()) -> L.Trainer:
     t = recipe.trainer
     ckpt_dir = out / "checkpoints"
@@ -72,6 +93,7 @@ def build_trainer(recipe: Recipe, out: Path, callbacks: list[Any] = ()) -> L.Tra
         # until the monitored metric is fresh (the next validation), which would tie resumability to val_every.
         ModelCheckpoint(dirpath=ckpt_dir, save_top_k=0, save_last=True, every_n_train_steps=t.save_every_n_steps),
         LearningRateMonitor(logging_interval="step"),
+        ResumeDataPosition(),
         *callbacks,
     ]
     if t.progress_bar:

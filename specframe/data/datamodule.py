@@ -38,16 +38,19 @@ class EpochShuffle(Sampler[int]):
 
     def __init__(self, n: int, seed: int):
         self.n, self.seed, self.epoch = n, seed, 0
+        self.skip = 0  # samples of this epoch already consumed before an interruption (set on resume)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
     def __len__(self) -> int:
-        return self.n
+        return self.n - self.skip
 
     def __iter__(self):
         g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
-        return iter(torch.randperm(self.n, generator=g).tolist())
+        order = torch.randperm(self.n, generator=g).tolist()
+        skip, self.skip = self.skip, 0  # only the resumed epoch starts late
+        return iter(order[skip:])
 
 
 def pad_collate(rows: list[dict[str, Any]], pad_id: int) -> dict[str, torch.Tensor]:

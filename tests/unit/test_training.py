@@ -133,10 +133,11 @@ def _ckpt(out: Path) -> dict:
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("kill_at", [1, 2])
 def test_resume_continues_counters_and_matches_a_straight_run(recipe_factory, conversations, tmp_path,
-                                                               monkeypatch) -> None:
-    # 4 training conversations, batch 2: an epoch is 2 steps, so the kill at step 2 falls on an epoch end (a
-    # mid-epoch resume restarts the epoch's data: Lightning cannot resume a plain DataLoader mid-epoch).
+                                                               monkeypatch, kill_at) -> None:
+    # 4 training conversations, batch 2: an epoch is 2 steps, so a kill at step 1 falls mid-epoch (the resumed
+    # run must skip the batch it already trained on) and at step 2 on an epoch end.
     # No validation before step 4: last.ckpt must not wait for one.
     trainer = {"max_steps": 4, "val_every_n_steps": 4, "save_every_n_steps": 1}
     straight = tmp_path / "straight"
@@ -146,11 +147,12 @@ def test_resume_continues_counters_and_matches_a_straight_run(recipe_factory, co
     recipe = validate_recipe(recipe_factory(resumed, trainer=trainer))
     build = training.build_trainer
     with monkeypatch.context() as mp:
-        mp.setattr(training, "build_trainer", lambda r, out, callbacks=(): build(r, out, [*callbacks, _KillAt(2)]))
+        mp.setattr(training, "build_trainer",
+                   lambda r, out, callbacks=(): build(r, out, [*callbacks, _KillAt(kill_at)]))
         with pytest.raises(_Killed):
             train(recipe, conversations=conversations)
     first = _ckpt(resumed)
-    assert first["global_step"] == 2 and first["lr_schedulers"][0]["last_epoch"] == 2
+    assert first["global_step"] == kill_at and first["lr_schedulers"][0]["last_epoch"] == kill_at
     summary = train(recipe, conversations=conversations)  # picks up last.ckpt
     assert summary["steps"] == 4
 
