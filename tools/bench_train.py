@@ -38,7 +38,7 @@ def _recipe(args: argparse.Namespace):
     return validate_recipe(compose(args.recipe, [], overrides))
 
 
-def _batches(recipe: Any, tokenizer: Any, n: int) -> list[dict[str, torch.Tensor]]:
+def _batches(recipe: Any, tokenizer: Any, n: int) -> tuple[list[dict[str, torch.Tensor]], Any]:
     from specframe.data.datamodule import ChatDataModule
 
     dm = ChatDataModule(recipe.data, tokenizer, seed=recipe.run.seed)
@@ -110,6 +110,13 @@ def _bare(module: Any, batches: list[dict[str, torch.Tensor]], recipe: Any) -> t
     opt = torch.optim.AdamW([p for p in drafter.parameters() if p.requires_grad], lr=recipe.optim.lr)
     bf16 = recipe.trainer.precision.startswith("bf16")
     drafter.train()
+    weight = vocab.restrict_rows(target.lm_head_weight)
+
+    def head(h: torch.Tensor) -> torch.Tensor:
+        # 2-D matmul: a 3-D non-contiguous input makes linear copy the [V, H] weight once per block.
+        return torch.nn.functional.linear(h.reshape(-1, h.shape[-1]).to(weight.dtype), weight).view(
+            *h.shape[:-1], weight.shape[0])
+
     times, slots = [], []
     for step, batch in enumerate(batches):
         t0 = time.perf_counter()
@@ -122,8 +129,7 @@ def _bare(module: Any, batches: list[dict[str, torch.Tensor]], recipe: Any) -> t
             view = AlignedBatch(input_ids=ids, labels=ids, loss_mask=batch["loss_mask"], context=hidden,
                                 context_valid=valid, anchors=anchors, anchor_valid=avalid)
             out = drafter(hidden, valid, target.embed(ids.gather(1, anchors)), anchors, avalid)
-            parts = objective.parts(out, view, head=lambda h: torch.nn.functional.linear(
-                h, vocab.restrict_rows(target.lm_head_weight)), to_draft=vocab.to_draft)
+            parts = objective.parts(out, view, head=head, to_draft=vocab.to_draft)
             loss, _ = objective.combine(parts, parts.denominators)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(drafter.parameters(), recipe.trainer.gradient_clip_val or 1e9)
