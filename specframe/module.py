@@ -35,6 +35,8 @@ class DraftTrainingModule(L.LightningModule):
         self.target.requires_grad_(False).eval()
         self.drafter = DRAFTERS.build(r.drafter.name, r.drafter.options, where="drafter", spec=self.target.spec)
         self._init_from_target()
+        if r.trainer.compile:
+            self.drafter.compile()  # in place: state_dict keys stay `drafter.*` (no `_orig_mod.` prefix)
         self.vocab = DraftVocab.from_config(r.drafter.options, self.target.vocab_size)
         self.alignments = [ALIGNMENTS.build(a.name, a.options, where="alignment") for a in r.alignment]
         terms = [WeightedTerm(t.label, t.weight, LOSS_TERMS.build(t.name, t.options, where="loss")) for t in r.loss]

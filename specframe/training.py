@@ -123,10 +123,12 @@ def train(recipe: Recipe, conversations: list[Any] | None = None) -> dict[str, A
     last = out / "checkpoints" / "last.ckpt"
     resume = recipe.run.resume and last.is_file()
     if module.vocab.reduced and not resume:
-        from specframe.vocab_fit import fit_draft_vocab
+        from specframe.vocab_fit import coverage, fit_draft_vocab
 
         report = fit_draft_vocab(module.vocab, data.train_rows)
-        log.info("draft vocabulary: %s", report)
+        report["heldout_coverage"] = coverage(module.vocab, data.val_rows)
+        print(f"draft vocabulary: {report['size']} tokens cover {report['coverage']:.1%} of the training "
+              f"targets and {report['heldout_coverage']:.1%} of the held-out ones")
     before_path = out / "tau_before.json"
     if before_path.is_file():
         before = json.loads(before_path.read_text())

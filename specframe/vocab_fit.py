@@ -20,3 +20,15 @@ def fit_draft_vocab(vocab: DraftVocab, rows: list[dict[str, Any]]) -> dict[str, 
     total = int(counts.sum())
     covered = int(counts[top].sum())
     return {"size": vocab.size, "coverage": covered / max(1, total), "supervised_tokens": total}
+
+
+def coverage(vocab: DraftVocab, rows: list[dict[str, Any]]) -> float:
+    """Fraction of the supervised tokens of `rows` that the draft vocabulary can emit (use held-out rows)."""
+    if not vocab.reduced:
+        return 1.0
+    inside = total = 0
+    for r in rows:
+        ids = torch.as_tensor(r["input_ids"])[torch.as_tensor(r["loss_mask"]).bool()]
+        inside += int((vocab.to_draft(ids) >= 0).sum())
+        total += ids.numel()
+    return inside / max(1, total)

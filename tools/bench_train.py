@@ -60,9 +60,10 @@ def run_mode(args: argparse.Namespace) -> dict[str, Any]:
     batches, dm = _batches(recipe, module.target.tokenizer, args.steps)
     coverage = None
     if module.vocab.reduced:
-        from specframe.vocab_fit import fit_draft_vocab
+        from specframe.vocab_fit import coverage as heldout_coverage, fit_draft_vocab
 
-        coverage = fit_draft_vocab(module.vocab, dm.train_rows)["coverage"]
+        fit_draft_vocab(module.vocab, dm.train_rows)
+        coverage = heldout_coverage(module.vocab, dm.val_rows)  # on conversations the vocabulary never saw
     times: list[float] = []
     slots: list[int] = []
     if args.mode == "lightning":

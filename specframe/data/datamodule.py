@@ -1,6 +1,8 @@
 """LightningDataModule for chat data: load, split (seeded, held-out conversations), render, pad."""
 from __future__ import annotations
 
+import functools
+
 import logging
 import random
 from typing import Any
@@ -162,7 +164,7 @@ class ChatDataModule(L.LightningDataModule):
     def _loader(self, rows: list[dict[str, Any]], shuffle: bool) -> DataLoader:
         sampler = EpochShuffle(len(rows), self.seed) if shuffle else None
         return DataLoader(RenderedDataset(rows, self.features), batch_size=self.cfg.batch_size, sampler=sampler,
-                          num_workers=self.cfg.num_workers, collate_fn=lambda r: pad_collate(r, self.pad_id),
+                          num_workers=self.cfg.num_workers, collate_fn=functools.partial(pad_collate, pad_id=self.pad_id),
                           drop_last=shuffle and len(rows) > self.cfg.batch_size)
 
     def train_dataloader(self) -> DataLoader:

@@ -180,3 +180,14 @@ def test_last_checkpoint_is_written_before_any_validation(recipe_factory, conver
         train(recipe, conversations=conversations)
     assert _ckpt(out)["global_step"] == 1
     assert not list((out / "checkpoints").glob("best-*"))  # no validation yet, so no best
+
+
+@pytest.mark.slow
+def test_compiled_drafter_trains_and_checkpoints_with_plain_keys(recipe_factory, conversations, tmp_path) -> None:
+    out = tmp_path / "compiled"
+    recipe = validate_recipe(recipe_factory(out, trainer={"max_steps": 1, "val_every_n_steps": 1, "compile": True}))
+    summary = train(recipe, conversations=conversations)
+    assert summary["steps"] == 1
+    keys = _ckpt(out)["state_dict"].keys()
+    assert any(k.startswith("drafter.layers.") for k in keys)
+    assert not any("_orig_mod" in k for k in keys)
