@@ -262,14 +262,12 @@ def read_sharegpt(path: str | Path, limit: int | None = None) -> Iterator[Conver
     return _sharegpt_conversations(path, limit)
 
 
-def _sharegpt_conversations(path: Path, limit: int | None) -> Iterator[Conversation]:
+def _normalized(turn_lists: Iterator[Any], limit: int | None, path: Path) -> Iterator[Conversation]:
+    """Normalise raw turn lists into conversations, skip (and count) unusable ones, stop after `limit`."""
     if limit == 0:
         return
     count = skipped = 0
-    for record in _iter_json_array(path):
-        turns = None
-        if isinstance(record, dict):
-            turns = record.get("conversations", record.get("messages"))
+    for turns in turn_lists:
         conversation = normalize_conversation(turns)
         if conversation is None:
             skipped += 1
@@ -280,6 +278,12 @@ def _sharegpt_conversations(path: Path, limit: int | None) -> Iterator[Conversat
             break
     if skipped:
         logger.info("%s: skipped %d records with no usable user/assistant exchange", path, skipped)
+
+
+def _sharegpt_conversations(path: Path, limit: int | None) -> Iterator[Conversation]:
+    records = _iter_json_array(path)
+    turn_lists = (r.get("conversations", r.get("messages")) if isinstance(r, dict) else None for r in records)
+    return _normalized(turn_lists, limit, path)
 
 
 def read_messages_jsonl(path: str | Path, limit: int | None = None) -> Iterator[Conversation]:
@@ -307,30 +311,20 @@ def read_messages_jsonl(path: str | Path, limit: int | None = None) -> Iterator[
 
 
 def _jsonl_conversations(path: Path, limit: int | None) -> Iterator[Conversation]:
-    if limit == 0:
-        return
-    count = skipped = 0
-    for lineno, row in _iter_jsonl(path):
-        if isinstance(row, list):
-            turns = row
-        elif isinstance(row, dict) and ("messages" in row or "conversations" in row):
-            turns = row["messages"] if "messages" in row else row["conversations"]
-        else:
-            keys = sorted(row) if isinstance(row, dict) else type(row).__name__
-            raise ValueError(
-                f"{path}:{lineno}: expected an object with a 'messages' (OpenAI) or 'conversations' (ShareGPT) "
-                f"list, found {keys}"
-            )
-        conversation = normalize_conversation(turns)
-        if conversation is None:
-            skipped += 1
-            continue
-        yield conversation
-        count += 1
-        if limit is not None and count >= limit:
-            break
-    if skipped:
-        logger.info("%s: skipped %d rows with no usable user/assistant exchange", path, skipped)
+    def turn_lists() -> Iterator[Any]:
+        for lineno, row in _iter_jsonl(path):
+            if isinstance(row, list):
+                yield row
+            elif isinstance(row, dict) and ("messages" in row or "conversations" in row):
+                yield row["messages"] if "messages" in row else row["conversations"]
+            else:
+                keys = sorted(row) if isinstance(row, dict) else type(row).__name__
+                raise ValueError(
+                    f"{path}:{lineno}: expected an object with a 'messages' (OpenAI) or 'conversations' "
+                    f"(ShareGPT) list, found {keys}"
+                )
+
+    return _normalized(turn_lists(), limit, path)
 
 
 def read_messages_dir(path: str | Path, limit: int | None = None) -> Iterator[Conversation]:
