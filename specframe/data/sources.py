@@ -378,27 +378,20 @@ def _read_hub(name: str, split: str, limit: int | None) -> Iterator[Conversation
     datasets = _import_datasets(f"The data source '{name}'")
     logger.info("Loading hub dataset %s (split %s)", name, split)
     dataset = datasets.load_dataset(name, split=split)
-    count = skipped = 0
-    for index, row in enumerate(dataset):
-        if "messages" in row:
-            turns = row["messages"]
-        elif "conversations" in row:
-            turns = row["conversations"]
-        else:
-            raise ValueError(
-                f"Hub dataset {name} (split {split}) row {index} has no 'messages' or 'conversations' column; "
-                f"columns: {sorted(row)}. Convert it to a jsonl of OpenAI messages and pass the file instead."
-            )
-        conversation = normalize_conversation(turns)
-        if conversation is None:
-            skipped += 1
-            continue
-        yield conversation
-        count += 1
-        if limit is not None and count >= limit:
-            break
-    if skipped:
-        logger.info("%s: skipped %d rows with no usable user/assistant exchange", name, skipped)
+
+    def turn_lists() -> Iterator[Any]:
+        for index, row in enumerate(dataset):
+            if "messages" in row:
+                yield row["messages"]
+            elif "conversations" in row:
+                yield row["conversations"]
+            else:
+                raise ValueError(
+                    f"Hub dataset {name} (split {split}) row {index} has no 'messages' or 'conversations' column; "
+                    f"columns: {sorted(row)}. Convert it to a jsonl of OpenAI messages and pass the file instead."
+                )
+
+    yield from _normalized(turn_lists(), limit, Path(name))
 
 
 def load_conversations(source: str, limit: int | None = None, split: str = "train") -> list[Conversation]:
