@@ -66,6 +66,8 @@ class DataConfig:
     """Drop conversations with fewer supervised (assistant) tokens than this after truncation."""
     features_cache: str | None = None
     """Folder written by `specframe cache-features`: read target features instead of running the target."""
+    split_seed: int | None = None
+    """Seed of the held-out split (default: run.seed). Fix it to compare training seeds on one split and cache."""
     num_workers: int = 0
 
     def __post_init__(self) -> None:
@@ -74,6 +76,10 @@ class DataConfig:
                 raise ValueError(f"{key} must be >= 1, got {getattr(self, key)}")
         if self.val_conversations < 0:
             raise ValueError(f"val_conversations must be >= 0, got {self.val_conversations}")
+
+    def split_seed_for(self, run_seed: int) -> int:
+        """The seed that decides the rows and the held-out split."""
+        return run_seed if self.split_seed is None else self.split_seed
 
 
 @dataclass(kw_only=True)
@@ -133,6 +139,14 @@ class EvalConfig:
     tau_real_every_n_steps: int = 0
     """During training, decode this many held-out prompts for real every N steps (0: off)."""
     tau_real_prompts: int = 2
+    speedup: bool = True
+    """Also decode target-only on the same prompts to measure the speedup (false: τ only, about half the time)."""
+    dtype: str | None = None
+    """dtype of target and drafter at evaluation: float32, bfloat16, float16 (default: the target's)."""
+
+    def __post_init__(self) -> None:
+        if self.dtype is not None and self.dtype not in ("float32", "bfloat16", "float16"):
+            raise ValueError(f"dtype must be float32, bfloat16 or float16, got {self.dtype!r}")
 
 
 SECTIONS: dict[str, type | None] = {
@@ -417,7 +431,8 @@ def _cross_checks(sections: dict[str, Any], loss: list[ComponentSpec], align: li
 
         # A cache made for another target, tokenizer or data is refused, every mismatch listed.
         provided, cache_issues = check_cache(sections["data"].features_cache, target=target,
-                                             data=sections["data"], seed=sections["run"].seed)
+                                             data=sections["data"],
+                                             seed=sections["data"].split_seed_for(sections["run"].seed))
         available = {"target_hidden", "labels"} | provided
         issues.extend(cache_issues)
     for i, spec in enumerate(align):

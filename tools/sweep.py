@@ -77,6 +77,13 @@ class Sweep:
     wandb: bool = False
     recipes: dict[str, Any] = field(default_factory=dict)
     """Point name -> its validated Recipe (filled by `validate_points`)."""
+    trained_by: dict[str, str] = field(default_factory=dict)
+    """Point name -> the earlier point whose training it shares (it differs from it only in `eval`)."""
+
+    def train_dir(self, point: Point) -> Path:
+        """Where the point's checkpoint and summary.json live: its own folder or that of the point it shares."""
+        owner = self.trained_by.get(point.name)
+        return next(q.output_dir for q in self.points if q.name == owner) if owner else point.output_dir
 
     def run_overrides(self, point: Point) -> list[str]:
         """The point's overrides plus what the sweep imposes: run name, folder, resume (and W&B group)."""
@@ -157,6 +164,14 @@ def _as_override(item: Any, where: str, issues: list[str]) -> str | None:
     return None
 
 
+def _seed_list(seeds: Any, where: str, issues: list[str]) -> list[int] | None:
+    if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) and not isinstance(s, bool)
+                                                           for s in seeds):
+        issues.append(f"{where}: expected a non-empty list of integers, got {seeds!r}")
+        return None
+    return seeds
+
+
 @dataclass(kw_only=True)
 class Grid:
     """A parsed grid file."""
@@ -166,6 +181,8 @@ class Grid:
     baseline: str | None = None
     seeds: list[int] | None = None
     common: list[str] = field(default_factory=list)
+    variant_seeds: dict[str, list[int]] = field(default_factory=dict)
+    """Seeds of one variant (`{overrides: [...], seeds: [...]}`), in place of the grid's `seeds:`."""
 
 
 def load_grid(path: str | Path, _included: bool = False) -> Grid:
@@ -192,9 +209,11 @@ def load_grid(path: str | Path, _included: bool = False) -> Grid:
             issues.extend(e.issues)
             continue
         grid.variants.update(sub.variants)
+        grid.variant_seeds.update(sub.variant_seeds)
         grid.common += sub.common
         grid.seeds = sub.seeds if sub.seeds is not None else grid.seeds
         grid.baseline = grid.baseline or sub.baseline
+        grid.name = grid.name or sub.name
     for i, item in enumerate(doc.get("common") or []):
         ov = _as_override(item, f"{path}: common[{i}]", issues)
         if ov:
@@ -208,9 +227,13 @@ def load_grid(path: str | Path, _included: bool = False) -> Grid:
         if not NAME_OK.match(vname) or len(vname) > MAX_NAME:
             issues.append(f"{path}: variant name {vname!r}: use letters, digits, '.', '_' and '-' (it names a folder)")
         items = spec.get("overrides") if isinstance(spec, dict) else spec
-        if isinstance(spec, dict) and set(spec) - {"overrides"}:
-            issues.append(f"{path}: variants.{vname}: unknown keys {sorted(set(spec) - {'overrides'})}; "
-                          "expected {overrides: [...]} or a list")
+        if isinstance(spec, dict) and set(spec) - {"overrides", "seeds"}:
+            issues.append(f"{path}: variants.{vname}: unknown keys {sorted(set(spec) - {'overrides', 'seeds'})}; "
+                          "expected {overrides: [...], seeds: [...]} or a list")
+        if isinstance(spec, dict) and "seeds" in spec:
+            vseeds = _seed_list(spec["seeds"], f"{path}: variants.{vname}.seeds", issues)
+            if vseeds:
+                grid.variant_seeds[vname] = vseeds
         if items is None:
             items = []
         if not isinstance(items, list):
@@ -218,13 +241,8 @@ def load_grid(path: str | Path, _included: bool = False) -> Grid:
             continue
         ovs = [_as_override(it, f"{path}: variants.{vname}[{j}]", issues) for j, it in enumerate(items)]
         grid.variants[vname] = [o for o in ovs if o]
-    seeds = doc.get("seeds")
-    if seeds is not None:
-        if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) and not isinstance(s, bool)
-                                                               for s in seeds):
-            issues.append(f"{path}: seeds: expected a non-empty list of integers, got {seeds!r}")
-        else:
-            grid.seeds = seeds
+    if doc.get("seeds") is not None:
+        grid.seeds = _seed_list(doc["seeds"], f"{path}: seeds", issues) or grid.seeds
     if issues:
         raise ConfigError(issues)
     return grid
@@ -235,10 +253,17 @@ def expand(grid: Grid | None, axes: list[tuple[str, list[str]]], sweep_dir: Path
     """Variants x cartesian product of the axes x seeds, each with a deterministic name."""
     variants = list((grid.variants if grid and grid.variants else {"": []}).items())
     common = grid.common if grid else []
-    seeds = seeds if seeds is not None else (grid.seeds if grid else None)
+    cli_seeds = seeds
     combos = list(itertools.product(*[[(k, v) for v in vals] for k, vals in axes])) or [()]
     points, seen, issues = [], {}, []
-    for (vname, vover), combo, seed in itertools.product(variants, combos, seeds or [None]):
+
+    def seeds_of(vname: str) -> list[int | None]:
+        """--seeds, else the variant's own `seeds:`, else the grid's; None: one run at the recipe's seed."""
+        chosen = cli_seeds if cli_seeds is not None else \
+            (grid.variant_seeds.get(vname) or grid.seeds) if grid else None
+        return list(chosen) if chosen else [None]
+
+    for (vname, vover), combo, seed in ((v, c, s) for v in variants for c in combos for s in seeds_of(v[0])):
         parts = ([vname] if vname else []) + [sanitize(f"{k}-{v}") for k, v in combo]
         group = "_".join(parts) or "base"
         name = sanitize(group if seed is None else f"{group}_seed-{seed}")
@@ -290,11 +315,35 @@ def validate_points(sweep: Sweep) -> None:
             issues.append(f"point '{p.name}': {missing}")
             continue
         sweep.recipes[p.name] = recipe
+    share_training(sweep)
     groups = {p.group for p in sweep.points}
     if sweep.baseline is not None and sweep.baseline not in groups:
         issues.append(f"baseline {sweep.baseline!r} is not a point of this sweep. Points: {sorted(groups)}")
     if issues:
         raise ConfigError(issues)
+
+
+def training_key(recipe: Any) -> str:
+    """What decides a point's training: the resolved recipe without `eval` and without the run's name/folder."""
+    resolved = {k: v for k, v in recipe.resolved.items() if k != "eval"}
+    resolved["run"] = {k: v for k, v in resolved.get("run", {}).items()
+                       if k not in ("name", "output_dir", "wandb", "wandb_group")}
+    return json.dumps(resolved, sort_keys=True, default=str)
+
+
+def share_training(sweep: Sweep) -> None:
+    """A point that differs from an earlier one only in `eval` (a test-time strategy, say) trains nothing: it
+    evaluates the earlier point's checkpoint into its own folder."""
+    owners: dict[str, str] = {}
+    for p in sweep.points:
+        recipe = sweep.recipes.get(p.name)
+        if recipe is None:
+            continue
+        key = training_key(recipe)
+        if key in owners:
+            sweep.trained_by[p.name] = owners[key]
+        else:
+            owners[key] = p.name
 
 
 # --------------------------------------------------------------------------------------------------
@@ -348,17 +397,20 @@ def find_eval_json(point_dir: Path, eval_cfg: Any = None) -> Path | None:
 
 def point_status(sweep: Sweep, p: Point, with_eval: bool) -> str:
     """done | pending | resumes (a last.ckpt exists) | trained (eval pending)."""
-    if (p.output_dir / "summary.json").is_file():
+    train_dir = sweep.train_dir(p)
+    if (train_dir / "summary.json").is_file():
         recipe = sweep.recipes.get(p.name)
         if not with_eval or find_eval_json(p.output_dir, recipe.eval if recipe else None):
             return "done"
         return "trained"
-    return "resumes" if (p.output_dir / "checkpoints" / "last.ckpt").is_file() else "pending"
+    return "resumes" if (train_dir / "checkpoints" / "last.ckpt").is_file() else "pending"
 
 
 def print_plan(sweep: Sweep, with_eval: bool, file: Any = None) -> None:
     file = file or sys.stdout
-    rows = [(p.name, " ".join(p.overrides) or "(recipe as is)", str(p.output_dir), point_status(sweep, p, with_eval))
+    rows = [(p.name, " ".join(p.overrides) or "(recipe as is)", str(p.output_dir),
+             point_status(sweep, p, with_eval)
+             + (f" (evaluates {sweep.trained_by[p.name]}'s checkpoint)" if p.name in sweep.trained_by else ""))
             for p in sweep.points]
     heads = ("point", "overrides", "output dir", "status")
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(heads)]
@@ -390,10 +442,21 @@ def train_command(sweep: Sweep, p: Point) -> list[str]:
 
 
 def eval_command(sweep: Sweep, p: Point) -> list[str]:
+    """`specframe eval` with the point's own `eval` settings (its checkpoint may be another point's)."""
     e = sweep.recipes[p.name].eval
-    return [sys.executable, "-m", "specframe.cli", "eval", str(p.output_dir), "--benchmarks", *e.benchmarks,
+    strategy = dict(e.strategy)
+    argv = [sys.executable, "-m", "specframe.cli", "eval", str(sweep.train_dir(p)), "--benchmarks", *e.benchmarks,
             "--num-prompts", str(e.num_prompts), "--max-new-tokens", str(e.max_new_tokens),
+            "--temperature", str(e.temperature), "--strategy", str(strategy.pop("name", "single")),
             "--out", str(p.output_dir / "eval"), "--no-progress"]
+    argv += [x for k, v in strategy.items() for x in ("--strategy-opt", f"{k}={json.dumps(v)}")]
+    if e.block_size is not None:
+        argv += ["--block-size", str(e.block_size)]
+    if e.dtype:
+        argv += ["--dtype", e.dtype]
+    if not e.speedup:
+        argv.append("--no-baseline")
+    return argv
 
 
 def _read_json(path: Path) -> Any:
@@ -415,7 +478,9 @@ def run_point(sweep: Sweep, p: Point, with_eval: bool, env: dict[str, str], runn
     timing_path = p.output_dir / "timing.json"
     timing = _read_json(timing_path) or {"train_attempts": [], "eval_attempts": []}
     ok = True
-    if not (p.output_dir / "summary.json").is_file():
+    if p.name in sweep.trained_by:  # shares another point's training: only its eval runs here
+        ok = (sweep.train_dir(p) / "summary.json").is_file()
+    elif not (p.output_dir / "summary.json").is_file():
         t0 = time.time()
         rc = runner(train_command(sweep, p), p.output_dir / "train.log", env)
         timing["train_attempts"].append({"seconds": round(time.time() - t0, 3), "returncode": rc,
@@ -438,6 +503,8 @@ def run_sweep(sweep: Sweep, *, with_eval: bool, jobs: int = 1, max_points: int |
               runner: Runner = subprocess_runner, log: Callable[[str], None] = print) -> list[str]:
     """Run every point that is not done (at most `max_points`); returns the names of failed points."""
     todo = [p for p in sweep.points if point_status(sweep, p, with_eval) != "done"]
+    # Points that evaluate another point's checkpoint go last, after the training they need.
+    todo.sort(key=lambda p: p.name in sweep.trained_by)
     skipped = len(sweep.points) - len(todo)
     if skipped:
         log(f"{skipped} point(s) already done, skipped")
@@ -472,14 +539,14 @@ def run_sweep(sweep: Sweep, *, with_eval: bool, jobs: int = 1, max_points: int |
 # --------------------------------------------------------------------------------------------------
 def collect(sweep: Sweep, p: Point) -> dict[str, Any] | None:
     """One point's figures: τ_sim before/after, τ_real and speedup per benchmark, training wall time."""
-    summary = _read_json(p.output_dir / "summary.json")
+    summary = _read_json(sweep.train_dir(p) / "summary.json")
     if not isinstance(summary, dict):
         return None
     recipe = sweep.recipes.get(p.name)
     eval_path = find_eval_json(p.output_dir, recipe.eval if recipe else None)
     report = _read_json(eval_path) if eval_path else None
     benches = (report.get("summary") or report.get("benchmarks") or {}) if isinstance(report, dict) else {}
-    timing = _read_json(p.output_dir / "timing.json") or {}
+    timing = _read_json(sweep.train_dir(p) / "timing.json") or {}
     return {
         "tau_sim_before": summary.get("tau_sim_before"), "tau_sim_after": summary.get("tau_sim_after"),
         "train_wall_s": timing.get("train_wall_s"),

@@ -154,7 +154,7 @@ class ChatDataModule(L.LightningDataModule):
         if self.train_rows:
             return
         self.train_rows, self.val_rows, self.val_conversations = load_rows(
-            self.cfg, self.tokenizer, self.seed, self._conversations)
+            self.cfg, self.tokenizer, self.cfg.split_seed_for(self.seed), self._conversations)
         if self.cfg.features_cache:
             from specframe.data.feature_cache import FeatureCache
 

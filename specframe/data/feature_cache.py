@@ -149,7 +149,7 @@ def check_cache(path: str | Path, *, target: ComponentSpec | None, data: DataCon
     for key, value in data_fingerprint(data, seed).items():
         cached = manifest["data"].get(key, "<unset>")
         if cached != value:
-            name = "run.seed" if key == "seed" else f"data.{key}"
+            name = ("run.seed" if data.split_seed is None else "data.split_seed") if key == "seed" else f"data.{key}"
             issues.append(f"{where}: made with {name}={cached!r}, this recipe has {name}={value!r}")
     if issues:
         issues.append(f"{where}: re-cache for this recipe (`specframe cache-features RECIPE ... --out NEW_DIR`) "
@@ -330,7 +330,8 @@ def build_cache(recipe: Recipe, out: str | Path, *, logits_topk: int = 0, shard_
     target = target.to(dev)
     if logits_topk > target.vocab_size:
         raise ConfigError(f"--logits-topk {logits_topk} exceeds the target's vocabulary ({target.vocab_size})")
-    train_rows, val_rows, _ = load_rows(recipe.data, target.tokenizer, recipe.run.seed, conversations)
+    train_rows, val_rows, _ = load_rows(recipe.data, target.tokenizer, recipe.data.split_seed_for(recipe.run.seed),
+                                           conversations)
     rows = train_rows + val_rows
     plan = _plain({
         "format": FORMAT,
@@ -339,7 +340,7 @@ def build_cache(recipe: Recipe, out: str | Path, *, logits_topk: int = 0, shard_
         "tap_layers": list(target.tap_layers), "hidden_size": target.hidden_size,
         "feature_dim": target.hidden_size * len(target.tap_layers), "vocab_size": target.vocab_size,
         "dtype": dtype, "tokenizer_sha256": tokenizer_sha256(target.tokenizer),
-        "data": data_fingerprint(recipe.data, recipe.run.seed),
+        "data": data_fingerprint(recipe.data, recipe.data.split_seed_for(recipe.run.seed)),
         "logits_topk": logits_topk, "shard_size": shard_size,
         "rows": {"train": len(train_rows), "val": len(val_rows), "total": len(rows)},
     })

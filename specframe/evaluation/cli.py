@@ -74,7 +74,7 @@ def settings_from(args: argparse.Namespace, recipe_eval: dict[str, Any]) -> Any:
             max_new_tokens=args.max_new_tokens if args.max_new_tokens is not None else ecfg.max_new_tokens,
             temperature=args.temperature if args.temperature is not None else ecfg.temperature,
             block_size=args.block_size if args.block_size is not None else ecfg.block_size,
-            strategy=strategy, baseline=not args.no_baseline, oracle=args.oracle, seed=args.seed,
+            strategy=strategy, baseline=ecfg.speedup and not args.no_baseline, oracle=args.oracle, seed=args.seed,
             progress=not args.no_progress)
     except ValueError as e:
         raise ConfigError(f"specframe eval: {e}") from None
@@ -105,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
     ckpt = resolve_checkpoint(args.path)
     trained = load_trained(ckpt)
     settings = settings_from(args, trained.recipe.get("eval", {}))
-    target, drafter = place(trained, args.dtype, args.device)
+    target, drafter = place(trained, args.dtype or trained.recipe.get("eval", {}).get("dtype"), args.device)
     dtype = next(target.model.parameters()).dtype
     print(f"checkpoint {ckpt} | target {target.name} | {dtype} on {next(drafter.parameters()).device}")
     report = Evaluator(target, drafter, trained.vocab, settings).run()

@@ -225,29 +225,91 @@ variants:
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
 
 
+def _paper_grid(tmp_path: Path, which: str = "paper_ablation.yaml") -> Path:
+    """The paper's grid without its shared feature cache (data/ is not in a clone): the rest as it is."""
+    text = (ROOT / "recipes" / "sweeps" / which).read_text()
+    text = text.replace("include: paper_ablation.yaml", f"include: {ROOT / 'recipes' / 'sweeps' / 'paper_ablation.yaml'}")
+    if which == "paper_ablation.yaml":
+        text = f"include: {ROOT / 'recipes' / 'sweeps' / which}\n"
+    return _grid(tmp_path, text + "common: [data.features_cache=null]\n")
+
+
+PAPER_POINTS = ["baseline_seed-0", "baseline_seed-1", "positional", "focal", "chain",
+                "positional_focal", "full_seed-0", "full_seed-1", "full_selfselect"]
+
+
 def test_the_paper_grids_expand_and_validate(tmp_path: Path) -> None:
-    grid = ROOT / "recipes" / "sweeps" / "paper_ablation.yaml"
     plan = sweep.plan(sweep.parse_args(
-        [str(BASE), "--grid", str(grid), "--sweep-dir", str(tmp_path / "sw")]))
-    assert [p.name for p in plan.points] == ["baseline", "positional", "focal", "chain", "positional_focal", "full"]
+        [str(BASE), "--grid", str(_paper_grid(tmp_path)), "--sweep-dir", str(tmp_path / "sw")]))
+    assert [p.name for p in plan.points] == PAPER_POINTS
     assert plan.baseline == "baseline"
-    assert [t.name for t in plan.recipes["full"].loss] == ["positional", "first_error_focal", "chain"]
+    assert {p.group for p in plan.points if p.seed is not None} == {"baseline", "full"}
+    full = plan.recipes["full_seed-0"]
+    assert [t.name for t in full.loss] == ["positional", "first_error_focal", "chain"]
+    assert full.drafter.options["draft_vocab_size"] == 8192 and full.data.split_seed == 0
+    assert (full.eval.dtype, full.eval.speedup) == ("float32", False)
+    # self-selection differs only in `eval`: it evaluates full_seed-0's checkpoint and trains nothing
+    assert plan.trained_by == {"full_selfselect": "full_seed-0"}
+    assert plan.recipes["full_selfselect"].eval.strategy == {"name": "self_selection", "num_drafts": 4}
     second = sweep.load_grid(ROOT / "recipes" / "sweeps" / "paper_ablation_regenerated.yaml")
-    assert list(second.variants)[-2:] == ["full_regenerated", "full_selfselect"] and len(second.variants) == 8
+    assert list(second.variants)[-1] == "full_regenerated" and len(second.variants) == 8
     assert second.name == "paper_ablation" and second.baseline == "baseline"
+    assert second.variant_seeds == {"baseline": [0, 1], "full": [0, 1]}
 
 
 def test_a_missing_regenerated_folder_fails_only_its_point(tmp_path: Path, monkeypatch) -> None:
+    grid = _paper_grid(tmp_path, "paper_ablation_regenerated.yaml")
     monkeypatch.chdir(tmp_path)  # data/regenerated/... is relative: make sure it does not exist here
-    grid = ROOT / "recipes" / "sweeps" / "paper_ablation_regenerated.yaml"
     with pytest.raises(sweep.ConfigError) as e:
         sweep.plan(sweep.parse_args([str(BASE), "--overlay", str(TINY), "--grid", str(grid)]))
     assert len(e.value.issues) == 1
     assert "point 'full_regenerated'" in e.value.issues[0] and "data/regenerated/smollm2_sharegpt" in e.value.issues[0]
     (tmp_path / "data" / "regenerated" / "smollm2_sharegpt").mkdir(parents=True)
     plan = sweep.plan(sweep.parse_args([str(BASE), "--overlay", str(TINY), "--grid", str(grid)]))
-    assert plan.recipes["full_selfselect"].eval.strategy == {"name": "self_selection", "num_drafts": 4}
-    assert plan.directory == Path("runs/sweeps/paper_ablation") and len(plan.points) == 8
+    assert plan.directory == Path("runs/sweeps/paper_ablation") and len(plan.points) == 10
+    assert plan.recipes["full_regenerated"].data.features_cache is None
+    assert "full_regenerated" not in plan.trained_by  # other data: its own training
+
+
+def test_per_variant_seeds_and_cli_seeds(tmp_path: Path) -> None:
+    grid = _grid(tmp_path, """
+seeds: [5]
+variants:
+  a: {overrides: ["optim.lr=1e-3"], seeds: [0, 1]}
+  b: ["optim.lr=2e-3"]
+""")
+    argv = [str(BASE), "--overlay", str(TINY), "--grid", str(grid), "--sweep-dir", str(tmp_path / "sw")]
+    assert [p.name for p in sweep.plan(sweep.parse_args(argv)).points] == ["a_seed-0", "a_seed-1", "b_seed-5"]
+    assert [p.name for p in sweep.plan(sweep.parse_args([*argv, "--seeds", "3"])).points] == ["a_seed-3", "b_seed-3"]
+    with pytest.raises(sweep.ConfigError, match="variants.c.seeds"):
+        sweep.load_grid(_grid(tmp_path, "variants: {c: {overrides: [], seeds: []}}\n"))
+
+
+def test_an_eval_only_variant_evaluates_the_shared_checkpoint(tmp_path: Path) -> None:
+    grid = _grid(tmp_path, """
+baseline: a
+variants:
+  a: ["optim.lr=1e-3"]
+  a_sel: ["optim.lr=1e-3", "eval.strategy={name: self_selection, num_drafts: 4}", "eval.dtype=float32",
+          "eval.speedup=false"]
+  b: ["optim.lr=2e-3"]
+""")
+    argv = [str(BASE), "--overlay", str(TINY), "--grid", str(grid), "--sweep-dir", str(tmp_path / "sw")]
+    plan = sweep.plan(sweep.parse_args(argv))
+    assert plan.trained_by == {"a_sel": "a"}
+    runner = FakeRunner()
+    assert sweep.run_sweep(plan, with_eval=True, runner=runner, log=lambda s: None) == []
+    kinds = [(a[3], next((x for x in a if x.startswith("run.name=")), a[4])) for a in runner.calls]
+    a_dir, sel_dir = str(tmp_path / "sw" / "a"), tmp_path / "sw" / "a_sel"
+    assert [k for k, _ in kinds] == ["train", "eval", "train", "eval", "eval"]  # the shared point goes last
+    sel = runner.calls[-1]
+    assert sel[4] == a_dir and sel[sel.index("--out") + 1] == str(sel_dir / "eval")
+    assert sel[sel.index("--strategy") + 1] == "self_selection" and "num_drafts=4" in sel
+    assert sel[sel.index("--dtype") + 1] == "float32" and "--no-baseline" in sel
+    assert not (sel_dir / "checkpoints").exists() and not (sel_dir / "summary.json").exists()
+    rows = {r["point"]: r for r in sweep.aggregate(plan)}
+    assert rows["a_sel"]["tau_sim_after"][0] == 1.2  # a's training summary
+    assert sweep.run_sweep(plan, with_eval=True, runner=_never, log=lambda s: None) == []  # all done
 
 
 @pytest.mark.slow

@@ -121,6 +121,21 @@ def test_a_cache_for_another_recipe_is_refused_with_every_mismatch(make, tmp_pat
     assert "target.seed=0, this recipe has target.seed=3" in text
     # options that do not change the features, and the batch shape, are not mismatches
     validate_recipe(make(data={"features_cache": str(tmp_path / "cache"), "batch_size": 3, "num_anchors": 2}))
+    # another training seed on the cache's split (data.split_seed) is not a mismatch either
+    validate_recipe(make(data={"features_cache": str(tmp_path / "cache"), "split_seed": 0}, run={"seed": 5}))
+    with pytest.raises(ConfigError, match="data.split_seed"):
+        validate_recipe(make(data={"features_cache": str(tmp_path / "cache"), "split_seed": 2}))
+
+
+def test_split_seed_fixes_the_held_out_rows_across_training_seeds(make, tiny_target) -> None:
+    def rows(run_seed: int, split_seed: int | None) -> tuple[list[Any], list[Any]]:
+        recipe = validate_recipe(make(data={"split_seed": split_seed, "val_conversations": 3}, run={"seed": run_seed}))
+        dm = ChatDataModule(recipe.data, tiny_target.tokenizer, seed=recipe.run.seed)
+        dm.setup("fit")
+        return [r["input_ids"] for r in dm.train_rows], [r["input_ids"] for r in dm.val_rows]
+
+    assert rows(0, None) != rows(1, None)  # by default the split follows run.seed ...
+    assert rows(0, 7) == rows(1, 7) == rows(2, 7)  # ... data.split_seed pins it
 
 
 def test_another_tokenizer_is_refused_before_training(make, tmp_path: Path, tiny_target) -> None:

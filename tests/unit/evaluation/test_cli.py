@@ -67,3 +67,30 @@ def test_eval_bad_strategy_option(checkpoint, prompt_file, capsys):
                "--strategy-opt", "num_draft=2"])
     assert rc == 2
     assert "did you mean 'num_drafts'" in capsys.readouterr().err
+
+
+def test_recipe_eval_settings_choose_dtype_and_skip_the_speedup(tmp_path, prompt_file, capsys):
+    """`eval.dtype` and `eval.speedup: false` in the run's recipe act like --dtype and --no-baseline."""
+    run = tmp_path / "run"
+    recipe = validate_recipe(compose(RECIPES / "quickstart.yaml", [RECIPES / "debug" / "tiny.yaml"],
+                                     [f"run.output_dir={run}", "eval.dtype=bfloat16", "eval.speedup=false"]),
+                             check_output_dir=False)
+    module = DraftTrainingModule(recipe.resolved)
+    state = {k: v for k, v in module.state_dict().items() if not k.startswith("target.")}
+    (run / "checkpoints").mkdir(parents=True)
+    torch.save({"hyper_parameters": {"config": recipe.resolved}, "state_dict": state}, run / "checkpoints" / "last.ckpt")
+    rc = main(["eval", str(run), "--benchmarks", str(prompt_file), "--num-prompts", "1", "--max-new-tokens", "3",
+               "--no-progress", "--out", str(tmp_path / "out")])
+    assert rc == 0
+    [json_file] = (tmp_path / "out").glob("*.json")
+    report = json.loads(json_file.read_text())
+    assert report["dtype"] == "bfloat16"
+    assert "speedup" not in report["summary"][str(prompt_file)]
+
+
+def test_a_bad_eval_dtype_is_a_config_error():
+    from specframe.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="float32, bfloat16 or float16"):
+        validate_recipe(compose(RECIPES / "quickstart.yaml", [RECIPES / "debug" / "tiny.yaml"], ["eval.dtype=fp8"]),
+                        check_output_dir=False)
