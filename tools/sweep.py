@@ -3,7 +3,7 @@ trained (resumably), evaluated and aggregated into one table and one chart.
 
     python tools/sweep.py RECIPE [--overlay FILE.yaml ...] [key=v1,v2 ...] [--grid GRID.yaml]
         [--sweep-dir DIR] [--name NAME] [--baseline POINT] [--dry-run] [--jobs N] [--no-eval] [--wandb]
-        [--max-points N] [--plugin MODULE] [--aggregate-only]
+        [--max-points N] [--only NAME,...] [--plugin MODULE] [--aggregate-only]
 
     # the paper's ablation, plan only:
     python tools/sweep.py recipes/block_diffusion/smollm2_baseline.yaml --grid recipes/sweeps/paper_ablation.yaml --dry-run
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import difflib
 import hashlib
 import importlib.util
 import itertools
@@ -62,6 +63,8 @@ class Point:
     overrides: tuple[str, ...]
     """The user's overrides (common, variant, grid axes, seed), in the order they are applied."""
     output_dir: Path
+    variant: str = ""
+    """The grid variant it comes from ('' without a grid file)."""
 
 
 @dataclass(kw_only=True)
@@ -274,7 +277,7 @@ def expand(grid: Grid | None, axes: list[tuple[str, list[str]]], sweep_dir: Path
             issues.append(f"points {seen[name]!r} and {overrides!r} get the same name {name!r}; "
                           "name them as variants in a grid file")
         seen[name] = overrides
-        points.append(Point(name=name, group=sanitize(group), seed=seed, overrides=tuple(overrides),
+        points.append(Point(name=name, group=sanitize(group), seed=seed, overrides=tuple(overrides), variant=vname,
                             output_dir=(sweep_dir / name).resolve()))
     if issues:
         raise ConfigError(issues)
@@ -318,7 +321,14 @@ def validate_points(sweep: Sweep) -> None:
     share_training(sweep)
     groups = {p.group for p in sweep.points}
     if sweep.baseline is not None and sweep.baseline not in groups:
-        issues.append(f"baseline {sweep.baseline!r} is not a point of this sweep. Points: {sorted(groups)}")
+        # a grid's baseline names a variant: with command-line axes its group carries the axis values
+        of_variant = sorted({p.group for p in sweep.points if p.variant == sweep.baseline})
+        if len(of_variant) == 1:
+            sweep.baseline = of_variant[0]
+        else:
+            issues.append(f"baseline {sweep.baseline!r} is not a point of this sweep"
+                          + (f" (it is a variant of {len(of_variant)} points: pass --baseline POINT)" if of_variant else "")
+                          + f". Points: {sorted(groups)}")
     if issues:
         raise ConfigError(issues)
 
@@ -700,6 +710,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sweep-dir", help="where the points go (default: runs/sweeps/<name>)")
     p.add_argument("--baseline", help="point the %% columns compare against (default: the grid's `baseline:`)")
     p.add_argument("--seeds", help="comma-separated seeds crossing every point (overrides the grid's `seeds:`)")
+    p.add_argument("--only", metavar="NAME,...", help="run only these variants, groups or points (comma-separated)")
     p.add_argument("--dry-run", action="store_true", help="validate every point, print the plan, run nothing")
     p.add_argument("--jobs", type=int, default=1, help="points trained at once (each gets cores/jobs threads)")
     p.add_argument("--eval", action=argparse.BooleanOptionalAction, default=True,
@@ -713,6 +724,18 @@ def build_parser() -> argparse.ArgumentParser:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     # intermixed: grid axes may come after options (`RECIPE --overlay tiny.yaml optim.lr=1e-3,3e-3`)
     return build_parser().parse_intermixed_args(argv)
+
+
+def select(points: list[Point], only: str) -> list[Point]:
+    """Keep the points whose variant, group or name is in the comma-separated `only`; unknown names are errors."""
+    wanted = [w.strip() for w in only.split(",") if w.strip()]
+    known = sorted({x for p in points for x in (p.variant, p.group, p.name) if x})
+    unknown = [w for w in wanted if w not in known]
+    if unknown:
+        hints = [f"--only {w!r} matches no point" + (f"; did you mean {close[0]!r}?" if (
+            close := difflib.get_close_matches(w, known, n=1)) else "") for w in unknown]
+        raise ConfigError([*hints, f"variants, groups and points: {known}"])
+    return [p for p in points if {p.variant, p.group, p.name} & set(wanted)]
 
 
 def plan(args: argparse.Namespace) -> Sweep:
@@ -731,6 +754,8 @@ def plan(args: argparse.Namespace) -> Sweep:
         except ValueError:
             raise ConfigError(f"--seeds {args.seeds!r}: expected integers like 0,1,2") from None
     points = expand(grid, parse_axes(args.axes), directory, seeds)
+    if args.only:
+        points = select(points, args.only)
     sweep = Sweep(name=name, recipe=Path(args.recipe), overlays=list(args.overlay), plugins=list(args.plugin),
                   directory=directory, points=points, baseline=args.baseline or (grid.baseline if grid else None),
                   wandb=args.wandb)

@@ -285,6 +285,17 @@ variants:
         sweep.load_grid(_grid(tmp_path, "variants: {c: {overrides: [], seeds: []}}\n"))
 
 
+def test_only_selects_variants_and_names_a_typo(tmp_path: Path) -> None:
+    argv = [str(BASE), "--grid", str(_paper_grid(tmp_path)), "--sweep-dir", str(tmp_path / "sw"), "trainer.max_steps=800"]
+    plan = sweep.plan(sweep.parse_args([*argv, "--only", "baseline,full"]))
+    assert [p.name for p in plan.points] == ["baseline_trainer.max_steps-800_seed-0", "baseline_trainer.max_steps-800_seed-1",
+                                             "full_trainer.max_steps-800_seed-0", "full_trainer.max_steps-800_seed-1"]
+    assert all(r.trainer.max_steps == 800 for r in plan.recipes.values())
+    assert plan.baseline == "baseline_trainer.max_steps-800"  # the grid's baseline variant, with the axis
+    with pytest.raises(sweep.ConfigError, match="did you mean 'positional'"):
+        sweep.plan(sweep.parse_args([*argv, "--only", "positionl"]))
+
+
 def test_an_eval_only_variant_evaluates_the_shared_checkpoint(tmp_path: Path) -> None:
     grid = _grid(tmp_path, """
 baseline: a
