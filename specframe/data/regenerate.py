@@ -291,7 +291,7 @@ def regenerate(model: Any, tokenizer: Any, conversations: list[list[dict[str, st
     if not missing:
         manifest["complete"] = True
         manifest["rows_without_reply"] = sum(
-            1 for s in range(num_shards) for line in (out / shard_name(s)).read_text().splitlines()
+            1 for s in range(num_shards) for line in (out / shard_name(s)).read_text(encoding="utf-8").split("\n")
             if line.strip() and not any(m["role"] == "assistant" and m["content"]
                                         for m in json.loads(line)["messages"]))
         _write_json(out / MANIFEST, manifest)

@@ -115,6 +115,26 @@ def test_too_long_prompt_stops_the_row(tiny, tmp_path):
         1 for r in rows if not any(m["role"] == "assistant" and m["content"] for m in r["messages"])) >= 2
 
 
+def test_unicode_line_separators_inside_a_row_do_not_split_it(tiny, tmp_path):
+    """U+2028 / U+0085 are line breaks to str.splitlines() but not to JSON Lines: the manifest step and the
+    reader must split on '\\n' only (a real ShareGPT prompt with U+2028 once crashed the final manifest write)."""
+    odd = [[{"role": "user", "content": "line one\u2028line two\x85three"}, {"role": "assistant", "content": "x"}],
+           *CONVERSATIONS[:2]]
+    manifest = regenerate(tiny.model, tiny.tokenizer, odd, tmp_path, settings(), target_name=tiny.name, data="test",
+                          limit=None, progress=False)
+    rows = [json.loads(line) for p in sorted(tmp_path.glob("shard-*.jsonl"))
+            for line in p.read_text(encoding="utf-8").split("\n") if line]
+    assert len(rows) == 3 and rows[0]["messages"][0]["content"] == "line one\u2028line two\x85three"
+    assert manifest["complete"] and manifest["rows_without_reply"] == sum(
+        1 for r in rows if not any(m["role"] == "assistant" and m["content"] for m in r["messages"]))
+    # the reader of such folders splits on '\n' only, too
+    (tmp_path / "shard-00000.jsonl").write_text(json.dumps({"messages": [
+        {"role": "user", "content": "a\u2028b"}, {"role": "assistant", "content": "c\x85d"}]}, ensure_ascii=False) + "\n")
+    for p in tmp_path.glob("shard-0000[1-9].jsonl"):
+        p.unlink()
+    assert load_conversations(str(tmp_path))[0][1]["content"] == "c\x85d"
+
+
 def test_per_row_sampler_ignores_batch_neighbours_and_respects_top_p():
     scores = torch.log(torch.tensor([[0.6, 0.3, 0.1], [0.2, 0.3, 0.5]]))
     picks = []
