@@ -557,11 +557,17 @@ def collect(sweep: Sweep, p: Point) -> dict[str, Any] | None:
     report = _read_json(eval_path) if eval_path else None
     benches = (report.get("summary") or report.get("benchmarks") or {}) if isinstance(report, dict) else {}
     timing = _read_json(sweep.train_dir(p) / "timing.json") or {}
+    per_bench = {b: {"tau": v.get("tau"), "speedup": v.get("speedup"), "verify_width": v.get("verify_width")}
+                 for b, v in benches.items() if isinstance(v, dict)}
+    taus, widths = ([v[k] for v in per_bench.values() if isinstance(v[k], (int, float))]
+                    for k in ("tau", "verify_width"))
     return {
         "tau_sim_before": summary.get("tau_sim_before"), "tau_sim_after": summary.get("tau_sim_after"),
         "train_wall_s": timing.get("train_wall_s"),
-        "benchmarks": {b: {"tau": v.get("tau"), "speedup": v.get("speedup")} for b, v in benches.items()
-                       if isinstance(v, dict)},
+        # the paper's summary number: the mean over benchmarks of each benchmark's τ
+        "tau_real_mean": statistics.fmean(taus) if taus else None,
+        "verify_width": statistics.fmean(widths) if widths else None,
+        "benchmarks": per_bench,
     }
 
 
@@ -584,7 +590,7 @@ def aggregate(sweep: Sweep) -> list[dict[str, Any]]:
         for c in per_group[g]:
             benchmarks += [b for b in c["benchmarks"] if b not in benchmarks]
     metrics = ["tau_sim_before", "tau_sim_after"] + [f"tau_real/{b}" for b in benchmarks] + \
-        [f"speedup/{b}" for b in benchmarks] + ["train_wall_s"]
+        ["tau_real_mean", "verify_width"] + [f"speedup/{b}" for b in benchmarks] + ["train_wall_s"]
 
     def value(c: dict[str, Any], m: str) -> Any:
         if "/" in m:
@@ -601,7 +607,7 @@ def aggregate(sweep: Sweep) -> list[dict[str, Any]]:
         rows.append(row)
     base = next((r for r in rows if r["point"] == sweep.baseline), None)
     for r in rows:
-        for m in ["tau_sim_after"] + [f"tau_real/{b}" for b in benchmarks]:
+        for m in ["tau_sim_after", "tau_real_mean"] + [f"tau_real/{b}" for b in benchmarks]:
             mean, b_mean = r[m][0], base[m][0] if base else None
             r[f"{m} vs baseline %"] = (100.0 * (mean / b_mean - 1.0)) if mean is not None and b_mean else None
     sweep.directory.mkdir(parents=True, exist_ok=True)
@@ -612,7 +618,7 @@ def aggregate(sweep: Sweep) -> list[dict[str, Any]]:
 
 
 def _write_csv(sweep: Sweep, rows: list[dict[str, Any]], metrics: list[str], benchmarks: list[str]) -> None:
-    pct = ["tau_sim_after"] + [f"tau_real/{b}" for b in benchmarks]
+    pct = ["tau_sim_after", "tau_real_mean"] + [f"tau_real/{b}" for b in benchmarks]
     heads = ["point", "runs", "planned"] + [f"{m}_{s}" for m in metrics for s in ("mean", "std")] + \
         [f"{m}_vs_baseline_pct" for m in pct] + ["overrides"]
     with open(sweep.directory / "results.csv", "w", newline="") as f:
@@ -643,7 +649,10 @@ def _write_markdown(sweep: Sweep, rows: list[dict[str, Any]], benchmarks: list[s
     heads = ["point", "runs", "τ_sim before", "τ_sim after", "τ_sim vs base"]
     for b in benchmarks:
         heads += [f"τ_real {b}", f"vs base ({b})"]
-    heads += [f"speedup {b}" for b in benchmarks] + ["train time (min)"]
+    heads += ["τ_real mean", "vs base (mean)", "verify width"]
+    # speedup columns only when some point measured one (`eval.speedup: false` skips it)
+    speedups = [b for b in benchmarks if any(r[f"speedup/{b}"][0] is not None for r in rows)]
+    heads += [f"speedup {b}" for b in speedups] + ["train time (min)"]
     lines = [f"# Sweep `{sweep.name}`", "",
              f"Recipe `{sweep.recipe}`" + (f" + overlays {', '.join(f'`{o}`' for o in sweep.overlays)}"
                                           if sweep.overlays else "") + f"; {len(sweep.points)} runs in "
@@ -655,14 +664,17 @@ def _write_markdown(sweep: Sweep, rows: list[dict[str, Any]], benchmarks: list[s
                  _pct(r["tau_sim_after vs baseline %"], is_base)]
         for b in benchmarks:
             cells += [_fmt(r[f"tau_real/{b}"]), _pct(r[f"tau_real/{b} vs baseline %"], is_base)]
-        cells += [_fmt(r[f"speedup/{b}"], 2) for b in benchmarks]
+        cells += [_fmt(r["tau_real_mean"]), _pct(r["tau_real_mean vs baseline %"], is_base), _fmt(r["verify_width"], 1)]
+        cells += [_fmt(r[f"speedup/{b}"], 2) for b in speedups]
         wall = r["train_wall_s"]
         cells.append(_fmt((wall[0] / 60, wall[1] / 60 if wall[1] is not None else None, wall[2]), 1)
                      if wall[0] is not None else "-")
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", "Mean ± sample standard deviation over the seeds of a point (`runs` = finished / planned). "
               "τ_sim: held-out simulated acceptance length from each run's summary.json; τ_real: acceptance length "
-              "when decoding for real (`specframe eval`); `vs base`: change of the mean against the baseline point. "
+              "when decoding for real (`specframe eval`), and its mean over the benchmarks; verify width: tokens "
+              "the target checks per step (the block size; more with multi-draft strategies); "
+              "`vs base`: change of the mean against the baseline point. "
               "Train time: wall time of the training attempts this sweep recorded (timing.json).", ""]
     lines += ["Overrides per point:", ""] + [f"- `{r['point']}`: `{r['overrides'] or '(none)'}`" for r in rows]
     (sweep.directory / "results.md").write_text("\n".join(lines) + "\n")
@@ -674,7 +686,8 @@ def _write_chart(sweep: Sweep, rows: list[dict[str, Any]], benchmarks: list[str]
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    series = [("τ_sim", "tau_sim_after")] + [(f"τ_real {b}", f"tau_real/{b}") for b in benchmarks]
+    series = [("τ_sim", "tau_sim_after")] + [(f"τ_real {b}", f"tau_real/{b}") for b in benchmarks] + \
+        ([("τ_real mean", "tau_real_mean")] if len(benchmarks) > 1 else [])
     n = len(series)
     width = 0.8 / n
     fig, ax = plt.subplots(figsize=(max(6.0, 1.1 * len(rows) * max(1, n) ** 0.5 + 2), 4.5))

@@ -200,9 +200,11 @@ variants:
             report = {"settings": {"benchmarks": list(e.benchmarks), "num_prompts": e.num_prompts,
                                    "max_new_tokens": e.max_new_tokens, "temperature": e.temperature,
                                    "strategy": {"name": "single"}, "block_size": 8},
-                      "summary": {"mt_bench": {"tau": tau_real, "tau_pooled": tau_real, "speedup": 1.1}}}
+                      "summary": {"mt_bench": {"tau": tau_real, "tau_pooled": tau_real, "speedup": 1.1,
+                                               "verify_width": 16.0},
+                                  "gsm8k": {"tau": tau_real + 0.2, "verify_width": 16.0}}}
         else:  # the plain documented shape
-            report = {"benchmarks": {"mt_bench": {"tau": tau_real, "speedup": 1.3}}}
+            report = {"benchmarks": {"mt_bench": {"tau": tau_real, "speedup": 1.3}, "gsm8k": {"tau": tau_real + 0.2}}}
         (d / "eval" / "single.json").write_text(json.dumps(report))
     stale = tmp_path / "sw" / "base_seed-0" / "eval" / "other.json"  # an eval with other settings is ignored
     stale.write_text(json.dumps({"settings": {"num_prompts": 999}, "summary": {"mt_bench": {"tau": 9.0}}}))
@@ -212,9 +214,14 @@ variants:
     assert rows["better"]["tau_sim_after vs baseline %"] == pytest.approx(100 * (1.4 / 1.1 - 1))
     assert rows["better"]["tau_real/mt_bench vs baseline %"] == pytest.approx(100 * (2.1 / 1.6 - 1))
     assert rows["unfinished"]["runs"] == 0 and rows["unfinished"]["tau_sim_after"][0] is None
+    # the mean over benchmarks per run, then over seeds: base (1.6, 1.8), better (2.2, 2.4)... of (τ, τ + 0.2)
+    assert rows["base"]["tau_real_mean"][0] == pytest.approx(1.7)
+    assert rows["better"]["tau_real_mean vs baseline %"] == pytest.approx(100 * (2.2 / 1.7 - 1))
+    assert rows["base"]["verify_width"][0] == 16.0 and rows["better"]["verify_width"][0] is None
 
     md = (tmp_path / "sw" / "results.md").read_text()
-    assert "| `better` | 2/2 | 1.000 ± 0.000 | 1.400 ± 0.141 | +27.3% | 2.100 ± 0.141 | +31.2% | 1.30 ± 0.00 | 0.3 ± 0.0 |" in md
+    assert ("| `better` | 2/2 | 1.000 ± 0.000 | 1.400 ± 0.141 | +27.3% | 2.100 ± 0.141 | +31.2% | 2.300 ± 0.141 | "
+            "+27.8% | 2.200 ± 0.141 | +29.4% | - | 1.30 ± 0.00 | 0.3 ± 0.0 |") in md  # no gsm8k speedup: no column
     assert "| `base` | 2/2 |" in md and "baseline" in md and "0.2 ± 0.0" in md  # train time in minutes
     with open(tmp_path / "sw" / "results.csv") as f:
         table = list(csv.DictReader(f))
