@@ -690,16 +690,18 @@ def _write_chart(sweep: Sweep, rows: list[dict[str, Any]], benchmarks: list[str]
         ([("τ_real mean", "tau_real_mean")] if len(benchmarks) > 1 else [])
     n = len(series)
     width = 0.8 / n
-    fig, ax = plt.subplots(figsize=(max(6.0, 1.1 * len(rows) * max(1, n) ** 0.5 + 2), 4.5))
+    fig, ax = plt.subplots(figsize=(min(14.0, max(6.0, 0.9 * len(rows) * max(1, n) ** 0.5 + 2)), 4.5))
+    # τ >= 1 always (the target's own token): bars start at 1 so that differences of a few % are visible
     for j, (label, key) in enumerate(series):
         xs = [i + (j - (n - 1) / 2) * width for i, r in enumerate(rows) if r[key][0] is not None]
-        ys = [r[key][0] for r in rows if r[key][0] is not None]
+        ys = [r[key][0] - 1.0 for r in rows if r[key][0] is not None]
         errs = [r[key][1] or 0.0 for r in rows if r[key][0] is not None]
         if xs:
-            ax.bar(xs, ys, width, yerr=errs if any(errs) else None, capsize=3, label=label)
+            ax.bar(xs, ys, width, bottom=1.0, yerr=errs if any(errs) else None, capsize=3, label=label)
     ax.set_xticks(range(len(rows)))
     ax.set_xticklabels([r["point"] for r in rows], rotation=30, ha="right")
-    ax.set_ylabel("acceptance length τ")
+    ax.set_ylabel("acceptance length τ (bars start at 1)")
+    ax.grid(axis="y", alpha=0.3)
     ax.set_title(f"sweep {sweep.name}" + (" (error bars: std over seeds)" if any(r["runs"] > 1 for r in rows) else ""))
     if n > 1 or rows:
         ax.legend(fontsize="small")
