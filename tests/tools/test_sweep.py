@@ -241,8 +241,8 @@ def _paper_grid(tmp_path: Path, which: str = "paper_ablation.yaml") -> Path:
     return _grid(tmp_path, text + "common: [data.features_cache=null]\n")
 
 
-PAPER_POINTS = ["baseline_seed-0", "baseline_seed-1", "positional", "focal", "chain",
-                "positional_focal", "full_seed-0", "full_seed-1", "full_selfselect"]
+PAPER_POINTS = ["baseline_seed-0", "baseline_seed-1", "baseline_seed-2", "positional", "focal", "chain",
+                "positional_focal", "full_seed-0", "full_seed-1", "full_seed-2", "full_selfselect"]
 
 
 def test_the_paper_grids_expand_and_validate(tmp_path: Path) -> None:
@@ -261,7 +261,7 @@ def test_the_paper_grids_expand_and_validate(tmp_path: Path) -> None:
     second = sweep.load_grid(ROOT / "recipes" / "sweeps" / "paper_ablation_regenerated.yaml")
     assert list(second.variants)[-1] == "full_regenerated" and len(second.variants) == 8
     assert second.name == "paper_ablation" and second.baseline == "baseline"
-    assert second.variant_seeds == {"baseline": [0, 1], "full": [0, 1]}
+    assert second.variant_seeds == {"baseline": [0, 1, 2], "full": [0, 1, 2]}
 
 
 def test_a_missing_regenerated_folder_fails_only_its_point(tmp_path: Path, monkeypatch) -> None:
@@ -273,7 +273,7 @@ def test_a_missing_regenerated_folder_fails_only_its_point(tmp_path: Path, monke
     assert "point 'full_regenerated'" in e.value.issues[0] and "data/regenerated/smollm2_sharegpt" in e.value.issues[0]
     (tmp_path / "data" / "regenerated" / "smollm2_sharegpt").mkdir(parents=True)
     plan = sweep.plan(sweep.parse_args([str(BASE), "--overlay", str(TINY), "--grid", str(grid)]))
-    assert plan.directory == Path("runs/sweeps/paper_ablation") and len(plan.points) == 10
+    assert plan.directory == Path("runs/sweeps/paper_ablation") and len(plan.points) == 12
     assert plan.recipes["full_regenerated"].data.features_cache is None
     assert "full_regenerated" not in plan.trained_by  # other data: its own training
 
@@ -295,8 +295,8 @@ variants:
 def test_only_selects_variants_and_names_a_typo(tmp_path: Path) -> None:
     argv = [str(BASE), "--grid", str(_paper_grid(tmp_path)), "--sweep-dir", str(tmp_path / "sw"), "trainer.max_steps=800"]
     plan = sweep.plan(sweep.parse_args([*argv, "--only", "baseline,full"]))
-    assert [p.name for p in plan.points] == ["baseline_trainer.max_steps-800_seed-0", "baseline_trainer.max_steps-800_seed-1",
-                                             "full_trainer.max_steps-800_seed-0", "full_trainer.max_steps-800_seed-1"]
+    assert [p.name for p in plan.points] == [f"{v}_trainer.max_steps-800_seed-{s}" for v in ("baseline", "full")
+                                             for s in (0, 1, 2)]
     assert all(r.trainer.max_steps == 800 for r in plan.recipes.values())
     assert plan.baseline == "baseline_trainer.max_steps-800"  # the grid's baseline variant, with the axis
     with pytest.raises(sweep.ConfigError, match="did you mean 'positional'"):
