@@ -7,7 +7,6 @@ one ConfigError listing every problem.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import os
 import re
 import subprocess
@@ -19,7 +18,7 @@ import yaml
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from specframe.errors import ConfigError
+from specframe.errors import ConfigError, closest, did_you_mean
 from specframe.registry import Registry, build_dataclass
 
 
@@ -126,6 +125,10 @@ class TrainerConfig:
             raise ValueError(f"max_steps must be >= 1, got {self.max_steps}")
 
 
+EVAL_DTYPES = ("float32", "bfloat16", "float16")
+"""dtypes `eval.dtype` and `specframe eval --dtype` accept."""
+
+
 @dataclass(kw_only=True)
 class EvalConfig:
     benchmarks: list[str] = field(default_factory=lambda: ["mt_bench", "humaneval", "gsm8k"])
@@ -145,8 +148,8 @@ class EvalConfig:
     """dtype of target and drafter at evaluation: float32, bfloat16, float16 (default: the target's)."""
 
     def __post_init__(self) -> None:
-        if self.dtype is not None and self.dtype not in ("float32", "bfloat16", "float16"):
-            raise ValueError(f"dtype must be float32, bfloat16 or float16, got {self.dtype!r}")
+        if self.dtype is not None and self.dtype not in EVAL_DTYPES:
+            raise ValueError(f"dtype must be {', '.join(EVAL_DTYPES[:-1])} or {EVAL_DTYPES[-1]}, got {self.dtype!r}")
 
 
 SECTIONS: dict[str, type | None] = {
@@ -228,9 +231,7 @@ def _check_sections(data: dict[str, Any], where: str) -> list[str]:
         if key == "base":
             continue
         if key not in SECTIONS:
-            close = difflib.get_close_matches(key, list(SECTIONS), n=1)
-            hint = f"; did you mean '{close[0]}'?" if close else ""
-            issues.append(f"{where}: unknown section '{key}'{hint} Allowed: {sorted(SECTIONS)}")
+            issues.append(f"{where}: unknown section '{key}'{did_you_mean(key, SECTIONS)} Allowed: {sorted(SECTIONS)}")
     return issues
 
 
@@ -304,9 +305,8 @@ def apply_overrides(cfg: DictConfig, overrides: list[str]) -> None:
             continue
         parts = key.split(".")
         if parts[0] not in SECTIONS:
-            close = difflib.get_close_matches(parts[0], list(SECTIONS), n=1)
-            hint = f"; did you mean '{close[0]}'?" if close else ""
-            issues.append(f"override '{key}': unknown section '{parts[0]}'{hint} Allowed: {sorted(SECTIONS)}")
+            issues.append(f"override '{key}': unknown section '{parts[0]}'{did_you_mean(parts[0], SECTIONS)} "
+                          f"Allowed: {sorted(SECTIONS)}")
             continue
         if len(parts) > 1 and not add:
             try:
@@ -315,8 +315,8 @@ def apply_overrides(cfg: DictConfig, overrides: list[str]) -> None:
                 issues.append(f"override '{key}': no such entry '{'.'.join(parts[:-1])}'")
                 continue
             if parts[-1] not in allowed and not parts[-1].isdigit():
-                close = difflib.get_close_matches(parts[-1], allowed, n=1)
-                hint = f"; did you mean '{'.'.join(parts[:-1] + [close[0]])}'?" if close else ""
+                match = closest(parts[-1], allowed)
+                hint = f"; did you mean '{'.'.join(parts[:-1] + [match])}'?" if match else ""
                 issues.append(f"override '{key}': unknown key{hint} Allowed here: {allowed}. "
                               f"Use '+{key}=...' to add a key on purpose.")
                 continue

@@ -1,6 +1,21 @@
 """Errors that users see: each says what is wrong, where, what is allowed and how to fix it."""
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
+
+
+def closest(word: str, choices: Iterable[str]) -> str | None:
+    """The allowed name closest to a misspelt one, or None when none is close."""
+    close = difflib.get_close_matches(word, list(choices), n=1)
+    return close[0] if close else None
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """"; did you mean 'x'?" for the closest allowed name, or "" (appended to an error line)."""
+    match = closest(word, choices)
+    return f"; did you mean '{match}'?" if match else ""
+
 
 class ConfigError(ValueError):
     """One or more problems with a recipe, reported together.

@@ -11,14 +11,13 @@ name is an error with the closest match, the sorted valid names and how to load 
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
-from specframe.errors import ConfigError
+from specframe.errors import ConfigError, closest, did_you_mean
 
 T = TypeVar("T")
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -63,9 +62,7 @@ def build_dataclass(cls: type, kwargs: dict[str, Any], where: str) -> Any:
     issues = []
     for key in kwargs:
         if key not in fields:
-            close = difflib.get_close_matches(key, list(fields), n=1)
-            hint = f"; did you mean '{close[0]}'?" if close else ""
-            issues.append(f"{where}.{key}: unknown option{hint} Allowed: {sorted(fields)}")
+            issues.append(f"{where}.{key}: unknown option{did_you_mean(key, fields)} Allowed: {sorted(fields)}")
     if issues:
         raise ConfigError(issues)
     try:
@@ -107,8 +104,8 @@ class Registry(Generic[T]):
         """The entry called `name`; an unknown name raises ConfigError with a suggestion and the valid names."""
         if name in self._entries:
             return self._entries[name]
-        close = difflib.get_close_matches(str(name), self.names(), n=1)
-        hint = f" Did you mean '{close[0]}'?" if close else ""
+        match = closest(str(name), self.names())
+        hint = f" Did you mean '{match}'?" if match else ""
         loc = f"{where}: " if where else ""
         raise ConfigError(
             f"{loc}unknown {self.kind} '{name}'.{hint} Valid names: {self.names()}. "

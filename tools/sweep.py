@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import difflib
 import hashlib
 import importlib.util
 import itertools
@@ -41,7 +40,7 @@ from typing import Any
 
 import yaml
 
-from specframe.errors import ConfigError
+from specframe.errors import ConfigError, did_you_mean
 
 GRID_KEYS = {"name", "variants", "baseline", "seeds", "common", "include"}
 NAME_OK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -747,8 +746,7 @@ def select(points: list[Point], only: str) -> list[Point]:
     known = sorted({x for p in points for x in (p.variant, p.group, p.name) if x})
     unknown = [w for w in wanted if w not in known]
     if unknown:
-        hints = [f"--only {w!r} matches no point" + (f"; did you mean {close[0]!r}?" if (
-            close := difflib.get_close_matches(w, known, n=1)) else "") for w in unknown]
+        hints = [f"--only {w!r} matches no point{did_you_mean(w, known)}" for w in unknown]
         raise ConfigError([*hints, f"variants, groups and points: {known}"])
     return [p for p in points if {p.variant, p.group, p.name} & set(wanted)]
 

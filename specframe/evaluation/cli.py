@@ -16,10 +16,10 @@ from typing import Any
 
 import yaml
 
+from specframe.config import EVAL_DTYPES
 from specframe.errors import ConfigError
 
 # torch is imported inside the functions: `specframe --help` and `validate` build this parser too.
-DTYPES = ("bfloat16", "float16", "float32")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -35,7 +35,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--oracle", action="store_true", help="also decode with the oracle drafter (τ ceiling)")
     p.add_argument("--no-baseline", action="store_true", help="skip target-only decoding (no speedup)")
     p.add_argument("--parity", action="store_true", help="also print τ_sim vs τ_real on the same blocks")
-    p.add_argument("--dtype", choices=DTYPES, help="dtype of target and drafter (default: the target's)")
+    p.add_argument("--dtype", choices=EVAL_DTYPES, help="dtype of target and drafter (default: the target's)")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default: cuda if available)")
     p.add_argument("--gsm8k-path", help="GSM8K jsonl (default: $SPECFRAME_GSM8K or the shared copy)")
     p.add_argument("--threads", type=int, help="torch CPU threads (a small target decodes faster on fewer)")
