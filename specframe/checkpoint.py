@@ -43,6 +43,21 @@ def resolve_checkpoint(path: str | Path) -> Path:
                             f"`specframe train RECIPE` first, or pass a .ckpt path)")
 
 
+def load_checkpoint(path: str | Path, *, mmap: bool = False) -> dict[str, Any]:
+    """Read a Lightning checkpoint without running any code from it (`weights_only=True`: tensors, numbers,
+    strings and containers only; a pickle that asks for anything else is refused).
+
+    Raises:
+        ConfigError: the file is not a checkpoint we can read safely (truncated, random bytes, or a pickle
+            that wants to import or call something).
+    """
+    try:
+        return torch.load(path, weights_only=True, map_location="cpu", mmap=mmap)
+    except Exception as e:  # UnpicklingError, RuntimeError (truncated zip), EOFError, ...
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ConfigError(f"{path}: not a checkpoint that can be loaded safely (weights_only): {first}") from e
+
+
 def run_folder_of(checkpoint: Path) -> Path:
     """The run folder a checkpoint belongs to (the parent of checkpoints/), else the checkpoint's folder."""
     return checkpoint.parent.parent if checkpoint.parent.name == "checkpoints" else checkpoint.parent
@@ -64,7 +79,7 @@ def load_trained(path: str | Path) -> Trained:
     from specframe.vocab import DraftVocab
 
     ckpt_path = resolve_checkpoint(path)
-    ckpt = torch.load(ckpt_path, weights_only=True, map_location="cpu")
+    ckpt = load_checkpoint(ckpt_path)
     config = (ckpt.get("hyper_parameters") or {}).get("config")
     if not isinstance(config, dict):
         raise ConfigError(f"{ckpt_path}: no recipe in hyper_parameters['config']; is this a specframe checkpoint?")

@@ -14,6 +14,7 @@ import torch
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.loggers import CSVLogger, Logger
 
+from specframe.checkpoint import load_checkpoint
 from specframe.config import Recipe, save_resolved
 from specframe.data.datamodule import EpochShuffle
 from specframe.metrics import AcceptanceLength
@@ -141,10 +142,10 @@ def train(recipe: Recipe, conversations: list[Any] | None = None) -> dict[str, A
 
         callbacks.append(TauRealCallback(recipe.eval, data.val_conversations))
     if resume and int(os.environ.get("LOCAL_RANK", 0)) == 0 and int(os.environ.get("NODE_RANK", 0)) == 0:
-        _set_aside_metrics(out / "logs", int(torch.load(last, map_location="cpu", weights_only=False,
-                                                        mmap=True)["global_step"]))
+        _set_aside_metrics(out / "logs", int(load_checkpoint(last, mmap=True)["global_step"]))
     trainer = build_trainer(recipe, out, callbacks)
-    trainer.fit(module, datamodule=data, ckpt_path=str(last) if resume else None)
+    # weights_only: a last.ckpt planted in the run folder must not run code on resume (Lightning's own load too).
+    trainer.fit(module, datamodule=data, ckpt_path=str(last) if resume else None, weights_only=True)
     if trainer.is_global_zero:
         _merge_metrics(out / "logs")
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
