@@ -83,7 +83,7 @@ def load_trained(path: str | Path) -> Trained:
     config = (ckpt.get("hyper_parameters") or {}).get("config")
     if not isinstance(config, dict):
         raise ConfigError(f"{ckpt_path}: no recipe in hyper_parameters['config']; is this a specframe checkpoint?")
-    recipe = validate_recipe(config, check_output_dir=False)  # imports the recipe's plugins too
+    recipe = validate_recipe(config)  # imports the recipe's plugins too
     target = TARGETS.build(recipe.target.name, recipe.target.options, where="target")
     drafter = DRAFTERS.build(recipe.drafter.name, recipe.drafter.options, where="drafter", spec=target.spec)
     vocab = DraftVocab.from_config(recipe.drafter.options, target.vocab_size)

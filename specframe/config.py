@@ -7,7 +7,6 @@ one ConfigError listing every problem.
 from __future__ import annotations
 
 import dataclasses
-import os
 import re
 import subprocess
 from dataclasses import dataclass, field
@@ -356,9 +355,14 @@ def _component(node: Any, where: str, reg: Registry, issues: list[str], term: bo
                          weight=float(weight))
 
 
-def validate_recipe(cfg: DictConfig | dict[str, Any], check_output_dir: bool = True,
-                    load_plugins: bool = True) -> Recipe:
-    """Validate a composed recipe in layers and return it typed; every problem is reported at once."""
+def validate_recipe(cfg: DictConfig | dict[str, Any], load_plugins: bool = True) -> Recipe:
+    """Validate a composed recipe in layers and return it typed; every problem is reported at once.
+
+    Schema, registry names, component options and cross-field rules only: no file is read or written here
+    (the recipe's plugins are imported first, so that their names exist). What a recipe needs from the
+    machine (its features cache, a writable output folder) is checked by `specframe.resources.check_resources`,
+    once per command; `specframe.resources.prepare_recipe` does both.
+    """
     from specframe.plugins import import_plugins
 
     try:
@@ -410,8 +414,6 @@ def validate_recipe(cfg: DictConfig | dict[str, Any], check_output_dir: bool = T
         _component(dict(strat), "eval.strategy", regs["alignment"], issues)
     if not issues:
         issues.extend(_cross_checks(sections, loss, align, drafter, target))
-    if check_output_dir and "run" in sections:
-        issues.extend(_check_writable(Path(sections["run"].output_dir)))
     if issues:
         raise ConfigError(issues)
     assert target and drafter
@@ -425,29 +427,11 @@ def _cross_checks(sections: dict[str, Any], loss: list[ComponentSpec], align: li
     """Compatibility of loss terms and alignment strategies, checked before any model loads."""
     regs = registries()
     issues = []
-    available = {"target_hidden", "labels", "target_logits"}
-    if sections["data"].features_cache:
-        from specframe.data.feature_cache import check_cache
-
-        # A cache made for another target, tokenizer or data is refused, every mismatch listed.
-        provided, cache_issues = check_cache(sections["data"].features_cache, target=target,
-                                             data=sections["data"],
-                                             seed=sections["data"].split_seed_for(sections["run"].seed))
-        available = {"target_hidden", "labels"} | provided
-        issues.extend(cache_issues)
     for i, spec in enumerate(align):
-        entry = regs["alignment"].get(spec.name)
-        if entry.meta.get("stage") == "decode":
+        if regs["alignment"].get(spec.name).meta.get("stage") == "decode":
             issues.append(f"alignment[{i}]: '{spec.name}' is a decode-time strategy; set it as eval.strategy")
-            continue
-        for need in sorted(set(getattr(entry.obj, "requires", frozenset())) - available):
-            issues.append(f"alignment[{i}] '{spec.name}' needs {need}, which this run does not provide")
-        available |= set(getattr(entry.obj, "produces", frozenset()))
-    for i, spec in enumerate(loss):
-        requires = set(getattr(regs["loss"].get(spec.name).obj, "requires", frozenset()))
-        for need in sorted(requires - available):
-            issues.append(f"loss[{i}] '{spec.name}' needs {need}, which this run does not provide "
-                          f"(a features cache without logits? re-cache with --logits-topk)")
+    if not issues:
+        issues.extend(requirement_issues(align, loss, ONLINE_INPUTS))
     strat = sections["eval"].strategy.get("name")
     if strat in regs["alignment"] and regs["alignment"].get(strat).meta.get("stage") != "decode":
         issues.append(f"eval.strategy: '{strat}' is a training-time strategy; list it under `alignment:`")
@@ -456,23 +440,32 @@ def _cross_checks(sections: dict[str, Any], loss: list[ComponentSpec], align: li
     return issues
 
 
-def _check_writable(path: Path) -> list[str]:
-    probe = path
-    while not probe.exists():
-        if probe.parent == probe:
-            break
-        probe = probe.parent
-    if not probe.is_dir():  # a file in the way: no folder can be made below it, even as root
-        return [f"run.output_dir: cannot create {path}: {probe} exists and is not a folder"]
-    if not os.access(probe, os.W_OK | os.X_OK):
-        return [f"run.output_dir: cannot write to {path} (nearest existing folder {probe} is not writable)"]
-    return []
+ONLINE_INPUTS = frozenset({"target_hidden", "labels", "target_logits"})
+"""What a training step has when the target runs in the loop (a features cache may provide less)."""
 
 
-def load_recipe(path: str | Path, overrides: list[str] = (), overlays: list[str | Path] = (),
-                check_output_dir: bool = True) -> Recipe:
-    """compose + validate: what `specframe train` and `specframe validate` do first."""
-    return validate_recipe(compose(path, overlays, overrides), check_output_dir=check_output_dir)
+def requirement_issues(align: list[ComponentSpec], loss: list[ComponentSpec], available: frozenset[str]
+                       ) -> list[str]:
+    """Alignment strategies and loss terms whose declared `requires` the step inputs `available` do not meet."""
+    regs = registries()
+    issues = []
+    have = set(available)
+    for i, spec in enumerate(align):
+        entry = regs["alignment"].get(spec.name)
+        for need in sorted(set(getattr(entry.obj, "requires", frozenset())) - have):
+            issues.append(f"alignment[{i}] '{spec.name}' needs {need}, which this run does not provide")
+        have |= set(getattr(entry.obj, "produces", frozenset()))
+    for i, spec in enumerate(loss):
+        requires = set(getattr(regs["loss"].get(spec.name).obj, "requires", frozenset()))
+        for need in sorted(requires - have):
+            issues.append(f"loss[{i}] '{spec.name}' needs {need}, which this run does not provide "
+                          f"(a features cache without logits? re-cache with --logits-topk)")
+    return issues
+
+
+def load_recipe(path: str | Path, overrides: list[str] = (), overlays: list[str | Path] = ()) -> Recipe:
+    """compose + validate (no resource checks: see `specframe.resources.prepare_recipe`)."""
+    return validate_recipe(compose(path, overlays, overrides))
 
 
 # --------------------------------------------------------------------------------------------------

@@ -28,7 +28,7 @@ class DraftTrainingModule(L.LightningModule):
         super().__init__()
         # Only plain config is saved: Lightning would deep-copy module arguments (a frozen multi-GB target).
         self.save_hyperparameters({"config": config})
-        self.recipe: Recipe = validate_recipe(config, check_output_dir=False)
+        self.recipe: Recipe = validate_recipe(config)
         r = self.recipe
         self.target = TARGETS.build(r.target.name, r.target.options, where="target")
         # Frozen, wrapper included: Lightning records each submodule's train/eval flag at fit start and restores it.

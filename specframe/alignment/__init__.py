@@ -3,8 +3,6 @@
 Each entry carries `stage` metadata: "train" entries transform the training view (`align`), "decode" entries
 are used by the decoding engine as `eval.strategy`.
 """
-from specframe.registry import Registry
+from specframe.alignment.registry import ALIGNMENTS
 
-ALIGNMENTS: Registry = Registry("alignment strategy")
-
-from specframe.alignment import labels, self_selection, single  # noqa: E402,F401  (registers built-ins)
+from specframe.alignment import labels, self_selection, single  # noqa: F401  (registers built-ins)

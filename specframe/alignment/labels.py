@@ -4,7 +4,7 @@ from __future__ import annotations
 import dataclasses
 from typing import ClassVar, Literal
 
-from specframe.alignment import ALIGNMENTS
+from specframe.alignment.registry import ALIGNMENTS
 from specframe.interfaces import AlignedBatch
 
 

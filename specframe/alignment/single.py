@@ -6,7 +6,7 @@ from typing import ClassVar, Literal
 import torch
 from torch import Tensor
 
-from specframe.alignment import ALIGNMENTS
+from specframe.alignment.registry import ALIGNMENTS
 from specframe.decoding.sampling import greedy_select, rejection_select
 from specframe.interfaces import Proposal, Selection
 

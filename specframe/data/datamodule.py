@@ -2,9 +2,6 @@
 from __future__ import annotations
 
 import functools
-
-import logging
-import random
 from typing import Any
 
 import lightning as L
@@ -12,8 +9,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from specframe.config import DataConfig
+from specframe.data.rows import load_rows, split_conversations  # noqa: F401  (split_conversations: public here too)
 
-log = logging.getLogger(__name__)
 
 
 class RenderedDataset(Dataset):
@@ -84,54 +81,6 @@ def pad_collate(rows: list[dict[str, Any]], pad_id: int) -> dict[str, torch.Tens
             topk_values[i, : r["topk_values"].shape[0]] = r["topk_values"]
         batch["target_topk_ids"], batch["target_topk_values"] = topk_ids, topk_values
     return batch
-
-
-def split_conversations(convs: list[Any], n_val: int, seed: int) -> tuple[list[Any], list[Any]]:
-    """Seeded shuffle, then the last n_val conversations are held out."""
-    order = list(range(len(convs)))
-    random.Random(seed).shuffle(order)
-    n_val = min(n_val, max(0, len(convs) - 1))
-    train = [convs[i] for i in order[: len(order) - n_val]]
-    val = [convs[i] for i in order[len(order) - n_val:]]
-    return train, val
-
-
-def render_all(tokenizer: Any, convs: list[Any], cfg: DataConfig, desc: str, offset: int = 0) -> list[dict[str, Any]]:
-    from tqdm.auto import tqdm
-
-    from specframe.data.chat import render_conversation
-
-    rows = []
-    for i, conv in enumerate(tqdm(convs, desc=desc, unit="conv", leave=False, disable=len(convs) < 200)):
-        r = render_conversation(tokenizer, conv, cfg.max_length)
-        if sum(r["loss_mask"]) >= cfg.min_supervised:
-            rows.append({"input_ids": r["input_ids"], "loss_mask": r["loss_mask"], "index": offset + i})
-    return rows
-
-
-def load_rows(cfg: DataConfig, tokenizer: Any, seed: int, conversations: list[Any] | None = None
-              ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[Any]]:
-    """Load, split (seeded) and render the data: (train rows, held-out rows, held-out conversations).
-
-    The one definition of "the rows of a recipe", shared by training and `specframe cache-features`.
-    """
-    from specframe.data.sources import load_conversations
-
-    convs = conversations
-    if convs is None:
-        convs = load_conversations(cfg.train, limit=cfg.limit)
-    elif cfg.limit is not None:
-        convs = convs[: cfg.limit]
-    if len(convs) < 2:
-        raise ValueError(f"data.train={cfg.train!r} gave {len(convs)} conversations; need at least 2")
-    train, val = split_conversations(list(convs), cfg.val_conversations, seed)
-    train_rows = render_all(tokenizer, train, cfg, "render train")
-    val_rows = render_all(tokenizer, val, cfg, "render val", offset=len(train))
-    if not train_rows:
-        raise ValueError(f"no training conversation has >= {cfg.min_supervised} assistant tokens "
-                         f"within max_length={cfg.max_length}")
-    log.info("data: %d train / %d held-out conversations", len(train_rows), len(val_rows))
-    return train_rows, val_rows, val
 
 
 class ChatDataModule(L.LightningDataModule):

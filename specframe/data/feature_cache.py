@@ -6,7 +6,7 @@
 
 Every run of a sweep then skips the target's forward pass (the drafter still uses the target's embedding and
 LM head, so the target is still loaded). The rows are the ones `ChatDataModule` trains on, made by the same
-function (`datamodule.load_rows`): same recipe data settings and seed, same train and held-out rows.
+function (`rows.load_rows`): same recipe data settings and seed, same train and held-out rows.
 
 Layout of DIR:
 
@@ -29,11 +29,9 @@ exactly what they would see online, other terms see a truncated distribution.
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import hashlib
 import json
-import math
 import os
 import time
 from pathlib import Path
@@ -316,7 +314,7 @@ def build_cache(recipe: Recipe, out: str | Path, *, logits_topk: int = 0, shard_
     from safetensors.torch import save_file
     from tqdm.auto import tqdm
 
-    from specframe.data.datamodule import load_rows
+    from specframe.data.rows import load_rows
     from specframe.targets import TARGETS
 
     if dtype not in DTYPES:
@@ -399,40 +397,3 @@ def build_cache(recipe: Recipe, out: str | Path, *, logits_topk: int = 0, shard_
     }
     _atomic_json(folder / MANIFEST, manifest)  # last: its presence marks the cache complete
     return {**manifest, "seconds": seconds, "tokens_computed": computed}
-
-
-# --------------------------------------------------------------------------------------------------
-# `specframe cache-features`
-# --------------------------------------------------------------------------------------------------
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from specframe.cli import _recipe_args
-
-    _recipe_args(parser)
-    parser.add_argument("--out", required=True, help="cache folder (created; an unfinished one is resumed)")
-    parser.add_argument("--logits-topk", type=int, default=0,
-                        help="also store the target's K largest next-token logits per position (0: none)")
-    parser.add_argument("--shard-size", type=int, default=256, help="rows per shard file (default 256)")
-    parser.add_argument("--dtype", choices=sorted(DTYPES), default="bfloat16",
-                        help="storage dtype of the hidden states (default bfloat16)")
-    parser.add_argument("--batch-size", type=int, default=None, help="rows per target forward (default data.batch_size)")
-    parser.add_argument("--device", default=None, help="where the target runs (default: cuda if available, else cpu)")
-
-
-def run(args: argparse.Namespace) -> int:
-    from specframe.cli import load_from_args
-
-    # The recipe may already point at a cache (even this one, unfinished): caching never reads one.
-    args.rest = [*args.rest, "data.features_cache=null"]
-    recipe = load_from_args(args, check_output_dir=False)
-    m = build_cache(recipe, args.out, logits_topk=args.logits_topk, shard_size=args.shard_size, dtype=args.dtype,
-                    batch_size=args.batch_size, device=args.device)
-    rate = f", {m['tokens_computed'] / m['seconds']:,.0f} tok/s this run" if m["tokens_computed"] else " (already complete)"
-    print(f"cache: {args.out}  {m['rows']['total']} rows ({m['rows']['train']} train / {m['rows']['val']} held-out), "
-          f"{m['tokens']:,} tokens, {m['supervised_tokens']:,} supervised{rate}")
-    print(f"disk: {m['bytes'] / 2**20:,.1f} MiB = {m['bytes_per_token']:,.0f} bytes/token, "
-          f"{m['bytes_per_supervised_token']:,.0f} bytes/supervised token "
-          f"({m['dtype']}, {len(m['tap_layers'])} taps x {m['hidden_size']}, top-k {m['logits_topk']})")
-    if m["mean_topk_mass"] is not None and not math.isnan(m["mean_topk_mass"]):
-        print(f"top-{m['logits_topk']} logits keep {m['mean_topk_mass']:.1%} of the target's probability on average")
-    print(f"train from it: specframe train {args.recipe} ... data.features_cache={args.out}")
-    return 0

@@ -19,12 +19,10 @@ trains on the result with `data.train: OUT` (a folder of *.jsonl messages shards
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import logging
 import os
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -297,92 +295,3 @@ def regenerate(model: Any, tokenizer: Any, conversations: list[list[dict[str, st
         _write_json(out / MANIFEST, manifest)
     manifest["missing_shards"] = len(missing)
     return manifest
-
-
-# --------------------------------------------------------------------------------------------------------- CLI
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    which = parser.add_mutually_exclusive_group()
-    which.add_argument("--target", default=None,
-                       help=f"the hf target's `model`: hub id, local folder, .gguf file or '{DEFAULT_TARGET}' "
-                            f"(default: {DEFAULT_TARGET})")
-    which.add_argument("--target-recipe", default=None, metavar="RECIPE",
-                       help="take the target (name and options) from this recipe instead")
-    parser.add_argument("--data", default="sharegpt", help="conversation source, as a recipe's data.train")
-    parser.add_argument("--limit", type=int, default=None, help="use the first N conversations")
-    parser.add_argument("--out", required=True, help="output folder (shards + manifest.json)")
-    parser.add_argument("--max-new-tokens", type=int, default=128)
-    parser.add_argument("--temperature", type=float, default=0.0, help="0: greedy")
-    parser.add_argument("--top-p", type=float, default=1.0)
-    parser.add_argument("--seed", type=int, default=0, help="row i samples with seed + i (temperature > 0)")
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--shard-size", type=int, default=256)
-    parser.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default=None,
-                        help="target weights dtype (default: bfloat16 with --target, the recipe's with "
-                             "--target-recipe)")
-    parser.add_argument("--turns", choices=["first", "all"], default="first",
-                        help="first: answer only the first user turn (default); all: every user turn")
-    parser.add_argument("--max-prompt-tokens", type=int, default=2048)
-    parser.add_argument("--max-shards", type=int, default=None,
-                        help="write at most N new shards, then stop (rerun the command to continue)")
-    parser.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda, cuda:1, ...")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-
-
-def load_target(args: argparse.Namespace) -> tuple[Any, str | None]:
-    """Build the target from --target or --target-recipe; returns it and the dtype it was loaded with."""
-    from specframe.targets import TARGETS
-
-    if args.target_recipe:
-        from specframe.config import load_recipe
-
-        recipe = load_recipe(args.target_recipe, check_output_dir=False)
-        name, options = recipe.target.name, dict(recipe.target.options)
-        entry = TARGETS.get(name, where="target")
-        fields = {f.name for f in dataclasses.fields(entry.config)} if entry.config else set()
-        if args.dtype and "dtype" in fields:
-            options["dtype"] = args.dtype
-        target = TARGETS.build(name, options, where=f"{args.target_recipe}: target")
-        return target, options.get("dtype")
-    dtype = args.dtype or "bfloat16"
-    return TARGETS.build("hf", {"model": args.target or DEFAULT_TARGET, "dtype": dtype}, where="--target"), dtype
-
-
-def run(args: argparse.Namespace) -> int:
-    from specframe.data.sources import load_conversations
-
-    settings = RegenerateSettings(
-        max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_p=args.top_p, seed=args.seed,
-        turns=args.turns, batch_size=args.batch_size, shard_size=args.shard_size,
-        max_prompt_tokens=args.max_prompt_tokens)
-    issues = settings.problems()
-    if args.max_shards is not None and args.max_shards < 1:
-        issues.append(f"--max-shards must be >= 1, got {args.max_shards}")
-    if issues:
-        print("error: " + "; ".join(issues), file=sys.stderr)
-        return 2
-    try:
-        conversations = load_conversations(args.data, limit=args.limit)
-    except (ValueError, FileNotFoundError, RuntimeError) as e:
-        print(f"error: --data {args.data!r}: {e}", file=sys.stderr)
-        return 2
-    if not conversations:
-        print(f"error: the data source {args.data!r} gave no conversations", file=sys.stderr)
-        return 2
-    target, dtype = load_target(args)
-    device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
-    target.model.to(device)
-    try:
-        manifest = regenerate(target.model, target.tokenizer, conversations, args.out, settings,
-                              target_name=target.name, data=args.data, limit=args.limit, dtype=dtype,
-                              max_shards=args.max_shards, progress=not args.no_progress)
-    except ResumeMismatchError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    if manifest["complete"]:
-        print(f"wrote {manifest['settings']['num_rows']} conversations in {manifest['num_shards']} shards to "
-              f"{args.out} ({manifest['rows_without_reply']} without a reply). Train on it with "
-              f"`data.train: {args.out}`.")
-    else:
-        print(f"stopped with {manifest['missing_shards']} of {manifest['num_shards']} shards still to write; "
-              "run the same command again to continue.")
-    return 0

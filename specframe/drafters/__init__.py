@@ -1,6 +1,4 @@
 """Drafter registry. Built-in entries are imported explicitly below (no directory scanning)."""
-from specframe.registry import Registry
+from specframe.drafters.registry import DRAFTERS
 
-DRAFTERS: Registry = Registry("drafter")
-
-from specframe.drafters import block_diffusion  # noqa: E402,F401  (registers built-ins)
+from specframe.drafters import block_diffusion  # noqa: F401  (registers built-ins)

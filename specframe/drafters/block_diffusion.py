@@ -14,7 +14,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from specframe.drafters import DRAFTERS
+from specframe.drafters.registry import DRAFTERS
 from specframe.drafters.attention import resolve_backend
 from specframe.drafters.layers import InjectionLayer, RMSNorm, rope_cos_sin
 from specframe.interfaces import TargetSpec

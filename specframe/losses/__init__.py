@@ -1,6 +1,4 @@
 """Loss-term registry. A recipe lists terms as `{name, weight, ...options}`; built-ins are imported below."""
-from specframe.registry import Registry
+from specframe.losses.registry import LOSS_TERMS
 
-LOSS_TERMS: Registry = Registry("loss term")
-
-from specframe.losses import ce, chain, distill, focal, positional, streak  # noqa: E402,F401  (registers built-ins)
+from specframe.losses import ce, chain, distill, focal, positional, streak  # noqa: F401  (registers built-ins)

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 from specframe.interfaces import LossValue, SlotChunk
-from specframe.losses import LOSS_TERMS
+from specframe.losses.registry import LOSS_TERMS
 from specframe.losses.streak import StreakSetting, expected_streak_loss
 
 

@@ -38,7 +38,7 @@ import torch
 from torch import Tensor
 
 from specframe.interfaces import LossValue, SlotChunk
-from specframe.losses import LOSS_TERMS
+from specframe.losses.registry import LOSS_TERMS
 
 # Keeps log(Σ min(p, q)) finite if the two distributions share (numerically) no mass.
 _TINY = 1e-30

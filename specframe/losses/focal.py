@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 
 from specframe.interfaces import LossValue, SlotChunk
-from specframe.losses import LOSS_TERMS
+from specframe.losses.registry import LOSS_TERMS
 
 
 @dataclass(kw_only=True)

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 
 from specframe.interfaces import LossValue, SlotChunk
-from specframe.losses import LOSS_TERMS
+from specframe.losses.registry import LOSS_TERMS
 from specframe.losses.ce import learnable
 
 

@@ -39,7 +39,7 @@ import torch
 from torch import Tensor
 
 from specframe.interfaces import LossValue, SlotChunk
-from specframe.losses import LOSS_TERMS
+from specframe.losses.registry import LOSS_TERMS
 from specframe.losses.distill import DistillConfig, overlap, slot_distributions
 
 Acceptance = Literal["label_prob", "overlap"]

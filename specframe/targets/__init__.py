@@ -1,6 +1,4 @@
 """Target registry: frozen autoregressive LMs. Built-ins are imported explicitly below."""
-from specframe.registry import Registry
+from specframe.targets.registry import TARGETS
 
-TARGETS: Registry = Registry("target")
-
-from specframe.targets import hf, tiny  # noqa: E402,F401  (registers built-ins)
+from specframe.targets import hf, tiny  # noqa: F401  (registers built-ins)

@@ -11,7 +11,7 @@ import torch
 from torch import Tensor, nn
 
 from specframe.interfaces import TargetOutputs, TargetSpec
-from specframe.targets import TARGETS
+from specframe.targets.registry import TARGETS
 
 log = logging.getLogger(__name__)
 

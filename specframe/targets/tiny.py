@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 import torch
 
-from specframe.targets import TARGETS
+from specframe.targets.registry import TARGETS
 from specframe.targets.hf import HFTarget, default_tap_layers
 
 

@@ -19,8 +19,7 @@ RECIPES = Path(__file__).resolve().parents[2] / "recipes"
 def run(tmp_path_factory):
     run = tmp_path_factory.mktemp("run")
     recipe = validate_recipe(compose(RECIPES / "quickstart.yaml", [RECIPES / "debug" / "tiny.yaml"],
-                                     [f"run.output_dir={run}", "drafter.draft_vocab_size=64"]),
-                             check_output_dir=False)
+                                     [f"run.output_dir={run}", "drafter.draft_vocab_size=64"]))
     module = DraftTrainingModule(recipe.resolved)
     module.vocab.set_ids(torch.arange(100, 164))
     state = {k: v for k, v in module.state_dict().items() if not k.startswith("target.")}

@@ -10,6 +10,7 @@ import yaml
 
 from specframe.cli import main
 from specframe.config import compose, load_recipe, save_resolved, validate_recipe
+from specframe.resources import prepare_recipe
 from specframe.errors import ConfigError, PluginImportError
 from specframe.losses import LOSS_TERMS
 
@@ -277,9 +278,10 @@ def test_output_dir_below_a_file_is_not_writable(tiny_recipe_dict, tmp_path) -> 
     (tmp_path / "a_file").write_text("x")
     tiny_recipe_dict["run"]["output_dir"] = str(tmp_path / "a_file" / "run")
     with pytest.raises(ConfigError, match=r"run\.output_dir: cannot create .*a_file.* is not a folder"):
-        validate_recipe(tiny_recipe_dict)
+        prepare_recipe(tiny_recipe_dict)
     # the same check is skipped where a run folder is not about to be created
-    validate_recipe(tiny_recipe_dict, check_output_dir=False)
+    prepare_recipe(tiny_recipe_dict, output_dir=False)
+    validate_recipe(tiny_recipe_dict)  # and validation alone reads no file
 
 
 @pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reason="root can write anywhere")
@@ -290,7 +292,7 @@ def test_output_dir_in_read_only_folder(tiny_recipe_dict, tmp_path) -> None:
     try:
         tiny_recipe_dict["run"]["output_dir"] = str(ro / "deep" / "run")
         with pytest.raises(ConfigError, match=r"run\.output_dir: cannot write to"):
-            validate_recipe(tiny_recipe_dict)
+            prepare_recipe(tiny_recipe_dict)
     finally:
         ro.chmod(0o700)
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 import yaml
 
-from specframe.config import validate_recipe
+from specframe.resources import prepare_recipe
 from specframe.data.datamodule import ChatDataModule
 from specframe.data.feature_cache import (MANIFEST, FeatureCache, build_cache, cache_provides, read_manifest,
                                           shard_name)
@@ -37,7 +37,7 @@ def _losses(recipe_dict: dict[str, Any], steps: int, forbid_target: bool = False
     """Losses of the first `steps` optimiser steps of a fresh module (same init and batches for the same seed)."""
     from specframe.module import DraftTrainingModule
 
-    recipe = validate_recipe(recipe_dict)
+    recipe = prepare_recipe(recipe_dict)
     torch.manual_seed(0)
     module = DraftTrainingModule(recipe.resolved)
     if forbid_target:  # training from a cache must not run the target's forward pass
@@ -65,7 +65,7 @@ def _losses(recipe_dict: dict[str, Any], steps: int, forbid_target: bool = False
 
 def test_training_from_the_cache_gives_the_online_losses(make, tmp_path: Path, tiny_target) -> None:
     online = make()
-    manifest = build_cache(validate_recipe(online), tmp_path / "cache", dtype="float32", shard_size=3,
+    manifest = build_cache(prepare_recipe(online), tmp_path / "cache", dtype="float32", shard_size=3,
                            target=tiny_target)
     assert manifest["rows"] == {"train": 4, "val": 2, "total": 6}
     assert len(manifest["shards"]) == 2 and (tmp_path / "cache" / MANIFEST).is_file()
@@ -83,8 +83,8 @@ def test_training_from_the_cache_gives_the_online_losses(make, tmp_path: Path, t
 
 
 def test_bf16_cache_is_default_and_half_the_size(make, tmp_path: Path, tiny_target) -> None:
-    m32 = build_cache(validate_recipe(make()), tmp_path / "c32", dtype="float32", target=tiny_target)
-    m16 = build_cache(validate_recipe(make()), tmp_path / "c16", target=tiny_target)
+    m32 = build_cache(prepare_recipe(make()), tmp_path / "c32", dtype="float32", target=tiny_target)
+    m16 = build_cache(prepare_recipe(make()), tmp_path / "c16", target=tiny_target)
     assert m16["dtype"] == "bfloat16"
     assert m16["bytes_per_token"] < 0.6 * m32["bytes_per_token"]
     c16, c32 = FeatureCache(tmp_path / "c16"), FeatureCache(tmp_path / "c32")
@@ -97,11 +97,11 @@ def test_bf16_cache_is_default_and_half_the_size(make, tmp_path: Path, tiny_targ
 
 def test_topk_logits_feed_distillation_terms(make, tmp_path: Path, tiny_target) -> None:
     loss = [{"name": "ce", "weight": 1.0}, {"name": "forward_kl", "weight": 1.0, "top_k": 4}]
-    build_cache(validate_recipe(make()), tmp_path / "nologits", dtype="float32", target=tiny_target)
+    build_cache(prepare_recipe(make()), tmp_path / "nologits", dtype="float32", target=tiny_target)
     with pytest.raises(ConfigError, match=r"forward_kl' needs target_logits.*--logits-topk"):
-        validate_recipe(make(loss=loss, data={"features_cache": str(tmp_path / "nologits")}))
+        prepare_recipe(make(loss=loss, data={"features_cache": str(tmp_path / "nologits")}))
 
-    m = build_cache(validate_recipe(make()), tmp_path / "topk", dtype="float32", logits_topk=4, target=tiny_target)
+    m = build_cache(prepare_recipe(make()), tmp_path / "topk", dtype="float32", logits_topk=4, target=tiny_target)
     assert cache_provides(tmp_path / "topk") == {"target_hidden", "target_logits"}
     assert 0 < m["mean_topk_mass"] < 1
     expected = _losses(make(loss=loss), 1)
@@ -110,26 +110,26 @@ def test_topk_logits_feed_distillation_terms(make, tmp_path: Path, tiny_target) 
 
 
 def test_a_cache_for_another_recipe_is_refused_with_every_mismatch(make, tmp_path: Path, tiny_target) -> None:
-    build_cache(validate_recipe(make()), tmp_path / "cache", target=tiny_target)
+    build_cache(prepare_recipe(make()), tmp_path / "cache", target=tiny_target)
     bad = make(data={"features_cache": str(tmp_path / "cache"), "max_length": 120},
                run={"seed": 1}, target={"name": "tiny", "seed": 3})
     with pytest.raises(ConfigError) as e:
-        validate_recipe(bad)
+        prepare_recipe(bad)
     text = str(e.value)
     assert "data.max_length=160, this recipe has data.max_length=120" in text
     assert "run.seed=0, this recipe has run.seed=1" in text
     assert "target.seed=0, this recipe has target.seed=3" in text
     # options that do not change the features, and the batch shape, are not mismatches
-    validate_recipe(make(data={"features_cache": str(tmp_path / "cache"), "batch_size": 3, "num_anchors": 2}))
+    prepare_recipe(make(data={"features_cache": str(tmp_path / "cache"), "batch_size": 3, "num_anchors": 2}))
     # another training seed on the cache's split (data.split_seed) is not a mismatch either
-    validate_recipe(make(data={"features_cache": str(tmp_path / "cache"), "split_seed": 0}, run={"seed": 5}))
+    prepare_recipe(make(data={"features_cache": str(tmp_path / "cache"), "split_seed": 0}, run={"seed": 5}))
     with pytest.raises(ConfigError, match="data.split_seed"):
-        validate_recipe(make(data={"features_cache": str(tmp_path / "cache"), "split_seed": 2}))
+        prepare_recipe(make(data={"features_cache": str(tmp_path / "cache"), "split_seed": 2}))
 
 
 def test_split_seed_fixes_the_held_out_rows_across_training_seeds(make, tiny_target) -> None:
     def rows(run_seed: int, split_seed: int | None) -> tuple[list[Any], list[Any]]:
-        recipe = validate_recipe(make(data={"split_seed": split_seed, "val_conversations": 3}, run={"seed": run_seed}))
+        recipe = prepare_recipe(make(data={"split_seed": split_seed, "val_conversations": 3}, run={"seed": run_seed}))
         dm = ChatDataModule(recipe.data, tiny_target.tokenizer, seed=recipe.run.seed)
         dm.setup("fit")
         return [r["input_ids"] for r in dm.train_rows], [r["input_ids"] for r in dm.val_rows]
@@ -139,11 +139,11 @@ def test_split_seed_fixes_the_held_out_rows_across_training_seeds(make, tiny_tar
 
 
 def test_another_tokenizer_is_refused_before_training(make, tmp_path: Path, tiny_target) -> None:
-    build_cache(validate_recipe(make()), tmp_path / "cache", target=tiny_target)
+    build_cache(prepare_recipe(make()), tmp_path / "cache", target=tiny_target)
     manifest = json.loads((tmp_path / "cache" / MANIFEST).read_text())
     manifest["tokenizer_sha256"] = "0" * 64
     (tmp_path / "cache" / MANIFEST).write_text(json.dumps(manifest))
-    recipe = validate_recipe(make(data={"features_cache": str(tmp_path / "cache")}))
+    recipe = prepare_recipe(make(data={"features_cache": str(tmp_path / "cache")}))
     data = ChatDataModule(recipe.data, tiny_target.tokenizer, seed=0)
     with pytest.raises(ConfigError, match="another tokenizer"):
         data.setup("fit")
@@ -151,7 +151,7 @@ def test_another_tokenizer_is_refused_before_training(make, tmp_path: Path, tiny
 
 def test_an_interrupted_cache_is_refused_then_resumed(make, tmp_path: Path) -> None:
     target = TARGETS.build("tiny", {})
-    recipe = validate_recipe(make())
+    recipe = prepare_recipe(make())
     calls = {"n": 0}
     forward = target.forward
 
@@ -170,7 +170,7 @@ def test_an_interrupted_cache_is_refused_then_resumed(make, tmp_path: Path) -> N
     with pytest.raises(ConfigError, match="unfinished cache"):
         cache_provides(folder)
     with pytest.raises(ConfigError, match="unfinished cache"):
-        validate_recipe(make(data={"features_cache": str(folder)}))
+        prepare_recipe(make(data={"features_cache": str(folder)}))
     # another setting into the same folder is refused, not mixed with the finished shard
     with pytest.raises(ConfigError, match="dtype"):
         build_cache(recipe, folder, shard_size=2, batch_size=2, dtype="float32", target=target)
@@ -183,7 +183,7 @@ def test_an_interrupted_cache_is_refused_then_resumed(make, tmp_path: Path) -> N
     assert m["rows"]["total"] == 6 and read_manifest(folder)["tokens"] == m["tokens"]
     fresh = build_cache(recipe, tmp_path / "fresh", shard_size=2, batch_size=2, target=TARGETS.build("tiny", {}))
     assert [s["bytes"] for s in fresh["shards"]] == [s["bytes"] for s in m["shards"]]
-    validate_recipe(make(data={"features_cache": str(folder)}))
+    prepare_recipe(make(data={"features_cache": str(folder)}))
 
 
 def test_cli_prints_bytes_per_token(make, tmp_path: Path, capsys) -> None:
@@ -212,10 +212,10 @@ def test_specframe_train_runs_from_the_cache(make, tmp_path: Path, tiny_target, 
 
     from specframe.training import train
 
-    build_cache(validate_recipe(make()), tmp_path / "cache", dtype="float32", target=tiny_target)
+    build_cache(prepare_recipe(make()), tmp_path / "cache", dtype="float32", target=tiny_target)
     results = []
     for name, extra in (("online", {}), ("cached", {"features_cache": str(tmp_path / "cache")})):
-        recipe = validate_recipe(make(run={"output_dir": str(tmp_path / name)}, data=extra,
+        recipe = prepare_recipe(make(run={"output_dir": str(tmp_path / name)}, data=extra,
                                       trainer={"max_steps": 3}))
         summary = train(recipe)
         rows = list(csv.DictReader(open(tmp_path / name / "logs" / "metrics.csv")))

@@ -19,7 +19,7 @@ def checkpoint(tmp_path_factory):
     """A Lightning-style checkpoint of an untrained drafter: the resolved recipe + drafter/vocab weights."""
     run = tmp_path_factory.mktemp("run")
     recipe = validate_recipe(compose(RECIPES / "quickstart.yaml", [RECIPES / "debug" / "tiny.yaml"],
-                                     [f"run.output_dir={run}"]), check_output_dir=False)
+                                     [f"run.output_dir={run}"]))
     module = DraftTrainingModule(recipe.resolved)
     state = {k: v for k, v in module.state_dict().items() if not k.startswith("target.")}
     (run / "checkpoints").mkdir()
@@ -73,8 +73,7 @@ def test_recipe_eval_settings_choose_dtype_and_skip_the_speedup(tmp_path, prompt
     """`eval.dtype` and `eval.speedup: false` in the run's recipe act like --dtype and --no-baseline."""
     run = tmp_path / "run"
     recipe = validate_recipe(compose(RECIPES / "quickstart.yaml", [RECIPES / "debug" / "tiny.yaml"],
-                                     [f"run.output_dir={run}", "eval.dtype=bfloat16", "eval.speedup=false"]),
-                             check_output_dir=False)
+                                     [f"run.output_dir={run}", "eval.dtype=bfloat16", "eval.speedup=false"]))
     module = DraftTrainingModule(recipe.resolved)
     state = {k: v for k, v in module.state_dict().items() if not k.startswith("target.")}
     (run / "checkpoints").mkdir(parents=True)
@@ -92,5 +91,4 @@ def test_a_bad_eval_dtype_is_a_config_error():
     from specframe.errors import ConfigError
 
     with pytest.raises(ConfigError, match="float32, bfloat16 or float16"):
-        validate_recipe(compose(RECIPES / "quickstart.yaml", [RECIPES / "debug" / "tiny.yaml"], ["eval.dtype=fp8"]),
-                        check_output_dir=False)
+        validate_recipe(compose(RECIPES / "quickstart.yaml", [RECIPES / "debug" / "tiny.yaml"], ["eval.dtype=fp8"]))

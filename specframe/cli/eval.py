@@ -137,3 +137,9 @@ def _parity(args: argparse.Namespace, settings: Any, target: Any, drafter: Any, 
             prompts.append(render_prompt(target.tokenizer, [{"role": "user", "content": prompt.turns[0]}]))
     rep = parity_report(target, drafter, vocab, prompts, max_new_tokens=settings.max_new_tokens)
     return json.loads(json.dumps(rep))
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("eval", help="decode for real on benchmarks: τ_real, speedup, parity with τ_sim")
+    add_arguments(p)
+    p.set_defaults(func=run)

@@ -1,0 +1,48 @@
+"""The `specframe` command: one module per command family, this file only assembles them.
+
+    specframe train RECIPE [OVERLAY.yaml ...] [key=value ...] [--plugin MODULE]   (cli/train.py)
+    specframe validate RECIPE [OVERLAY.yaml ...] [key=value ...]                  (cli/train.py)
+    specframe list [drafters|targets|losses|alignments|strategies|benchmarks]     (cli/train.py)
+    specframe eval RUN_OR_CHECKPOINT [--benchmarks ...]                           (cli/eval.py)
+    specframe regenerate ... / specframe cache-features ...                       (cli/data.py)
+
+The library never imports this package (tests/unit/test_architecture.py checks it). `python -m specframe`
+runs the same `main`.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from specframe.cli import data, eval as eval_cmd, train
+from specframe.errors import ConfigError, PluginImportError
+
+FAMILIES = (train, eval_cmd, data)
+"""Each module's `register(subparsers)` adds its commands, in this order in `specframe --help`."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="specframe", description=__doc__.split("\n")[0])
+    parser.add_argument("-v", "--verbose", action="store_true")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for family in FAMILIES:
+        family.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.verbose:
+        logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.func(args) or 0)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except PluginImportError as e:
+        import traceback
+
+        traceback.print_exception(e.__cause__ or e, file=sys.stderr)
+        print(f"\nerror: {e}", file=sys.stderr)
+        return 3
