@@ -74,9 +74,7 @@ def load_trained(path: str | Path) -> Trained:
         ConfigError: the checkpoint has no recipe, or the recipe no longer validates (e.g. a plugin is missing).
     """
     from specframe.config import validate_recipe
-    from specframe.drafters import DRAFTERS
-    from specframe.targets import TARGETS
-    from specframe.vocab import DraftVocab
+    from specframe.components import build_components
 
     ckpt_path = resolve_checkpoint(path)
     ckpt = load_checkpoint(ckpt_path)
@@ -84,9 +82,8 @@ def load_trained(path: str | Path) -> Trained:
     if not isinstance(config, dict):
         raise ConfigError(f"{ckpt_path}: no recipe in hyper_parameters['config']; is this a specframe checkpoint?")
     recipe = validate_recipe(config)  # imports the recipe's plugins too
-    target = TARGETS.build(recipe.target.name, recipe.target.options, where="target")
-    drafter = DRAFTERS.build(recipe.drafter.name, recipe.drafter.options, where="drafter", spec=target.spec)
-    vocab = DraftVocab.from_config(recipe.drafter.options, target.vocab_size)
+    parts = build_components(recipe, with_objective=False)  # the module's build order, without losses
+    target, drafter, vocab = parts.target, parts.drafter, parts.vocab
     state = ckpt["state_dict"]
     for prefix, module in (("drafter.", drafter), ("vocab.", vocab)):
         part = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}

@@ -130,14 +130,20 @@ EVAL_DTYPES = ("float32", "bfloat16", "float16")
 
 @dataclass(kw_only=True)
 class EvalConfig:
+    """The one evaluation configuration: the recipe's `eval:` section, which `specframe eval` flags override and
+    every sweep point carries. `evaluation.runner.EvalSettings` adds only run-time switches to it."""
+
     benchmarks: list[str] = field(default_factory=lambda: ["mt_bench", "humaneval", "gsm8k"])
+    """Registry names of benchmarks (`specframe list benchmarks`), or paths to .jsonl prompt files."""
     num_prompts: int = 8
+    """Prompts per benchmark (each MT-Bench prompt gives two responses)."""
     max_new_tokens: int = 64
     temperature: float = 0.0
+    """0: greedy; > 0: lossless speculative sampling."""
     block_size: int | None = None
     """Block size at evaluation (default: the drafter's)."""
     strategy: dict[str, Any] = field(default_factory=lambda: {"name": "single"})
-    """Test-time strategy (a decode-stage alignment entry) and its options."""
+    """Test-time strategy (an entry of specframe.decoding.strategies) and its options."""
     tau_real_every_n_steps: int = 0
     """During training, decode this many held-out prompts for real every N steps (0: off)."""
     tau_real_prompts: int = 2
@@ -147,8 +153,55 @@ class EvalConfig:
     """dtype of target and drafter at evaluation: float32, bfloat16, float16 (default: the target's)."""
 
     def __post_init__(self) -> None:
+        problems = [f"{key} must be >= 1, got {getattr(self, key)}"
+                    for key in ("num_prompts", "max_new_tokens", "tau_real_prompts") if getattr(self, key) < 1]
+        if self.temperature < 0:
+            problems.append(f"temperature must be >= 0, got {self.temperature}")
+        if self.block_size is not None and self.block_size < 2:
+            problems.append(f"block_size must be >= 2 (one anchor and at least one drafted token), "
+                            f"got {self.block_size}")
+        if self.tau_real_every_n_steps < 0:
+            problems.append(f"tau_real_every_n_steps must be >= 0 (0: off), got {self.tau_real_every_n_steps}")
+        if not self.benchmarks:
+            problems.append("benchmarks must name at least one benchmark (`specframe list benchmarks`)")
         if self.dtype is not None and self.dtype not in EVAL_DTYPES:
-            raise ValueError(f"dtype must be {', '.join(EVAL_DTYPES[:-1])} or {EVAL_DTYPES[-1]}, got {self.dtype!r}")
+            problems.append(f"dtype must be {', '.join(EVAL_DTYPES[:-1])} or {EVAL_DTYPES[-1]}, got {self.dtype!r}")
+        if problems:
+            raise ValueError("; ".join(problems))
+
+
+def eval_issues(ecfg: EvalConfig, where: str = "eval") -> list[str]:
+    """Registry checks of an EvalConfig (its values are checked on construction): strategy and benchmark names.
+
+    The one place `specframe validate`, `specframe eval` and every sweep point check an eval configuration.
+    """
+    from specframe.evaluation.benchmarks import BENCHMARKS
+
+    regs = registries()
+    issues: list[str] = []
+    name = ecfg.strategy.get("name")
+    if name not in regs["strategy"] and name in regs["alignment"]:
+        issues.append(f"{where}.strategy: '{name}' is a training-time strategy; list it under `alignment:`"
+                      f" (decode strategies: {regs['strategy'].names()})")
+    else:
+        _component(dict(ecfg.strategy), f"{where}.strategy", regs["strategy"], issues)
+    for i, bench in enumerate(ecfg.benchmarks):
+        if str(bench).endswith((".jsonl", ".jsonl.gz")) or bench in BENCHMARKS:
+            continue
+        try:
+            BENCHMARKS.get(str(bench), where=f"{where}.benchmarks[{i}]")
+        except ConfigError as e:
+            issues.extend(f"{msg} Or give a path to a .jsonl prompt file." for msg in e.issues)
+    return issues
+
+
+def build_eval_config(section: dict[str, Any], where: str = "eval") -> EvalConfig:
+    """A checked EvalConfig from a plain `eval:` mapping (recipe values, then flag overrides); one ConfigError."""
+    ecfg = build_dataclass(EvalConfig, dict(section or {}), where)
+    issues = eval_issues(ecfg, where)
+    if issues:
+        raise ConfigError(issues)
+    return ecfg
 
 
 SECTIONS: dict[str, type | None] = {
@@ -270,12 +323,18 @@ def _known_keys(cfg: DictConfig, section: str, sub: list[str]) -> list[str]:
     node: Any = cfg.get(section)
     for s in sub:
         node = node[int(s)] if isinstance(node, ListConfig) else node.get(s) if node is not None else None
-    keys = set(node.keys()) if isinstance(node, DictConfig) else set()
     schema = SECTIONS.get(section)
+    if node is None and schema is not None and len(sub) == 1:  # a mapping field the recipe leaves at its default
+        default = next((f for f in dataclasses.fields(schema) if f.name == sub[0]), None)
+        if default is not None and default.default_factory is not dataclasses.MISSING:
+            value = default.default_factory()
+            node = OmegaConf.create(value) if isinstance(value, dict) else None
+    keys = set(node.keys()) if isinstance(node, DictConfig) else set()
     if schema is not None and not sub:
         keys |= {f.name for f in dataclasses.fields(schema)}
     elif isinstance(node, DictConfig) and "name" in node:
-        keys |= _component_fields(section, str(node["name"])) | ({"weight", "label"} if section == "loss" else set())
+        kind = "strategy" if (section, sub) == ("eval", ["strategy"]) else section
+        keys |= _component_fields(kind, str(node["name"])) | ({"weight", "label"} if section == "loss" else set())
     return sorted(keys)
 
 
@@ -328,12 +387,15 @@ def apply_overrides(cfg: DictConfig, overrides: list[str]) -> None:
 # Validation
 # --------------------------------------------------------------------------------------------------
 def registries() -> dict[str, Registry]:
+    """The component registries a recipe names, by recipe section ("strategy": `eval.strategy`)."""
     from specframe.alignment import ALIGNMENTS
+    from specframe.decoding.strategies import DECODE_STRATEGIES
     from specframe.drafters import DRAFTERS
     from specframe.losses import LOSS_TERMS
     from specframe.targets import TARGETS
 
-    return {"target": TARGETS, "drafter": DRAFTERS, "loss": LOSS_TERMS, "alignment": ALIGNMENTS}
+    return {"target": TARGETS, "drafter": DRAFTERS, "loss": LOSS_TERMS, "alignment": ALIGNMENTS,
+            "strategy": DECODE_STRATEGIES}
 
 
 def _component(node: Any, where: str, reg: Registry, issues: list[str], term: bool = False) -> ComponentSpec | None:
@@ -406,12 +468,15 @@ def validate_recipe(cfg: DictConfig | dict[str, Any], load_plugins: bool = True)
         issues.append("alignment: expected a list of strategies like {name: target_greedy_labels}")
         align_nodes = []
     for i, node in enumerate(align_nodes):
+        name = node.get("name") if isinstance(node, dict) else None
+        if name not in regs["alignment"] and name in regs["strategy"]:
+            issues.append(f"alignment[{i}]: '{name}' is a decode-time strategy; set it as eval.strategy")
+            continue
         spec = _component(node, f"alignment[{i}]", regs["alignment"], issues)
         if spec:
             align.append(spec)
     if "eval" in sections:
-        strat = sections["eval"].strategy
-        _component(dict(strat), "eval.strategy", regs["alignment"], issues)
+        issues.extend(eval_issues(sections["eval"]))
     if not issues:
         issues.extend(_cross_checks(sections, loss, align, drafter, target))
     if issues:
@@ -425,16 +490,7 @@ def validate_recipe(cfg: DictConfig | dict[str, Any], load_plugins: bool = True)
 def _cross_checks(sections: dict[str, Any], loss: list[ComponentSpec], align: list[ComponentSpec],
                   drafter: ComponentSpec | None, target: ComponentSpec | None = None) -> list[str]:
     """Compatibility of loss terms and alignment strategies, checked before any model loads."""
-    regs = registries()
-    issues = []
-    for i, spec in enumerate(align):
-        if regs["alignment"].get(spec.name).meta.get("stage") == "decode":
-            issues.append(f"alignment[{i}]: '{spec.name}' is a decode-time strategy; set it as eval.strategy")
-    if not issues:
-        issues.extend(requirement_issues(align, loss, ONLINE_INPUTS))
-    strat = sections["eval"].strategy.get("name")
-    if strat in regs["alignment"] and regs["alignment"].get(strat).meta.get("stage") != "decode":
-        issues.append(f"eval.strategy: '{strat}' is a training-time strategy; list it under `alignment:`")
+    issues = requirement_issues(align, loss, ONLINE_INPUTS)
     if sections["trainer"].val_every_n_steps < 1:
         issues.append("trainer.val_every_n_steps must be >= 1")
     return issues
@@ -491,11 +547,8 @@ def provenance() -> dict[str, Any]:
 
 def save_resolved(recipe: Recipe, folder: Path, plugins_loaded: list[str]) -> Path:
     """Write the fully resolved recipe with plugin list, version and git revision (atomically)."""
-    folder.mkdir(parents=True, exist_ok=True)
+    from specframe.atomic_files import write_text
+
     doc = dict(recipe.resolved)
     doc["_provenance"] = {**provenance(), "plugins_loaded": plugins_loaded}
-    out = folder / "recipe.resolved.yaml"
-    tmp = out.with_suffix(".tmp")
-    tmp.write_text(yaml.safe_dump(doc, sort_keys=False))
-    tmp.replace(out)
-    return out
+    return write_text(folder / "recipe.resolved.yaml", yaml.safe_dump(doc, sort_keys=False))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
+from collections.abc import Iterator
 from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 
 import torch
@@ -91,38 +92,92 @@ class LossValue:
 
 @runtime_checkable
 class Target(Protocol):
-    """A frozen autoregressive LM: gives tapped features (and logits) and lends its embedding and head."""
+    """A frozen autoregressive LM: gives tapped features (and logits) and lends its embedding and head.
+
+    What the code uses (components.py, module.py, decoding/, evaluation/, feature_cache.py); an `nn.Module`
+    (`to`, `eval`, `requires_grad_`, `parameters` come from there). Optional: `final_norm_weight` [H] (a
+    drafter may start its final norm from it) and `revision` (recorded in checkpoints and caches).
+    """
 
     hidden_size: int
     vocab_size: int
     num_layers: int
-    tap_layers: tuple[int, ...]
+    tap_layers: tuple[int, ...]  # decoder layers whose outputs are tapped, in order (F = len(tap_layers) * H)
     model: nn.Module  # the underlying causal LM (used by the decoding engine with its KV cache)
-    tokenizer: Any
+    tokenizer: Any  # a Hugging Face tokenizer with a chat template
     name: str  # hub id or path, recorded in checkpoints
+    spec: TargetSpec  # the shape facts a drafter is built against
 
-    def forward(self, input_ids: Tensor, attention_mask: Tensor, *, with_logits: bool = False) -> TargetOutputs: ...
+    def forward(self, input_ids: Tensor, attention_mask: Tensor, *, with_logits: bool = False) -> TargetOutputs:
+        """input_ids, attention_mask: [B, S] -> hidden [B, S, F] (+ logits [B, S, V] when asked)."""
+        ...
 
-    def embed(self, input_ids: Tensor) -> Tensor: ...
+    def embed(self, input_ids: Tensor) -> Tensor:
+        """[...] token ids -> [..., H] input embeddings (the drafter's anchor and mask inputs)."""
+        ...
 
     @property
-    def lm_head_weight(self) -> Tensor: ...  # [V, H]
+    def lm_head_weight(self) -> Tensor: ...  # [V, H], the drafter's output head
+
+    def to(self, *args: Any, **kwargs: Any) -> Any: ...
+
+    def parameters(self, recurse: bool = True) -> Iterator[nn.Parameter]: ...
 
 
 @runtime_checkable
 class Drafter(Protocol):
-    """A block drafter: one forward predicts slots 1..K-1 of every block at once."""
+    """A block drafter (an `nn.Module`), built as `cls(cfg, spec=TargetSpec)` by the DRAFTERS registry.
 
-    block_size: int
+    Training (module.py) calls `forward` on every block of every sequence at once. Decoding
+    (decoding/drafts.py) runs the same pieces one block at a time with a growing context cache:
+    `fuse_context` and `context_kv` on new target features, then `block_inputs` and `run_layers` per block.
+    Both paths read `block_size` and `mask_token_id`. Optional: `cfg.init_norm_from_target` with a `norm`
+    submodule (components.init_from_target copies the target's final norm into it).
+    """
+
+    block_size: int  # K: slot 0 is the anchor, slots 1..K-1 are drafted
+    mask_token_id: int | None  # target token whose embedding fills the masked slots (None: the drafter's own)
 
     def forward(
         self,
-        context: Tensor,  # [B, S, F]
+        context: Tensor,  # [B, S, F] tapped target features
         context_valid: Tensor,  # [B, S] bool
         anchor_embeds: Tensor,  # [B, N, H] embedding of the anchor token (slot 0)
-        anchors: Tensor,  # [B, N]
-        anchor_valid: Tensor,  # [B, N]
+        anchors: Tensor,  # [B, N] positions
+        anchor_valid: Tensor,  # [B, N] bool
+        mask_embed: Tensor | None = None,  # [H] target embedding of mask_token_id (when it is not None)
     ) -> Tensor: ...  # [B, N, K, H] final hidden states (before the LM head)
+
+    def fuse_context(self, context: Tensor) -> Tensor:
+        """[B, S, F] tapped features -> [B, S, H] fused context."""
+        ...
+
+    def context_kv(self, ctx: Tensor, positions: Tensor) -> list[tuple[Tensor, Tensor]]:
+        """Fused context [B, S, H] at absolute positions [B, S] -> per-layer (keys, values) to attend to."""
+        ...
+
+    def block_inputs(self, anchor_embeds: Tensor, mask_embed: Tensor | None = None) -> Tensor:
+        """[B, N, H] anchor embeddings -> [B, N, K, H] block of [anchor, mask, ..., mask]."""
+        ...
+
+    def run_layers(self, blocks: Tensor, anchors: Tensor, ctx_kv: list[tuple[Tensor, Tensor]],
+                   mask: Any) -> Tensor:
+        """blocks [B, N, K, H] at anchors [B, N] over `ctx_kv` -> [B, N, K, H] (mask None: all context)."""
+        ...
+
+    def parameters(self, recurse: bool = True) -> Iterator[nn.Parameter]: ...
+
+
+@runtime_checkable
+class Benchmark(Protocol):
+    """A prompt set of the BENCHMARKS registry (evaluation/benchmarks.py)."""
+
+    name: str
+    domain: str
+
+    def prompts(self, limit: int | None = None) -> list[Any]:
+        """At most `limit` prompts (`evaluation.prompt_sets.Prompt`: an id, user turns, a reference)."""
+        ...
 
 
 @runtime_checkable
@@ -138,7 +193,7 @@ class LossTerm(Protocol):
 class AlignmentStrategy(Protocol):
     """Anything beyond the per-slot loss that makes the drafter agree with what the target will accept."""
 
-    stage: ClassVar[Literal["train", "data", "decode"]]
+    stage: ClassVar[Literal["train", "data"]]
     requires: ClassVar[frozenset[str]]
     produces: ClassVar[frozenset[str]]
 
@@ -160,7 +215,7 @@ class TargetSpec:
     spare_token_id: int | None = None  # an unused embedding row, usable as the mask token
 
 
-# -- decoding: the protocol of test-time strategies (decode-stage alignment entries) -----------------
+# -- decoding: the protocol of test-time strategies (specframe.decoding.strategies) ------------------
 @dataclass(frozen=True, kw_only=True)
 class Proposal:
     """What a test-time strategy drafts in one step: K candidate chains that share the anchor.

@@ -8,49 +8,39 @@ import lightning as L
 import torch
 from torch import Tensor
 
-from specframe.alignment import ALIGNMENTS
+from specframe.components import build_components
 from specframe.config import Recipe, validate_recipe
 from specframe.data.anchors import sample_anchors
 from specframe.data.feature_cache import topk_to_dense
-from specframe.drafters import DRAFTERS
 from specframe.interfaces import AlignedBatch
-from specframe.losses import LOSS_TERMS
-from specframe.losses.objective import Objective, WeightedTerm
 from specframe.metrics import AcceptanceLength
-from specframe.targets import TARGETS
-from specframe.vocab import DraftVocab
 
 
 class DraftTrainingModule(L.LightningModule):
     """Trains a drafter against a frozen target. Built from the resolved recipe dict, never from modules."""
 
-    def __init__(self, config: dict[str, Any]):
+    def __init__(self, config: dict[str, Any], recipe: Recipe | None = None):
+        """`config`: the resolved recipe dict (all that is saved); `recipe`: the same, already validated by the
+        command that built this module (so it is not validated twice), or None to validate `config` here
+        (`load_from_checkpoint`)."""
         super().__init__()
         # Only plain config is saved: Lightning would deep-copy module arguments (a frozen multi-GB target).
         self.save_hyperparameters({"config": config})
-        self.recipe: Recipe = validate_recipe(config)
+        self.recipe: Recipe = recipe if recipe is not None else validate_recipe(config)
         r = self.recipe
-        self.target = TARGETS.build(r.target.name, r.target.options, where="target")
-        # Frozen, wrapper included: Lightning records each submodule's train/eval flag at fit start and restores it.
-        self.target.requires_grad_(False).eval()
-        self.drafter = DRAFTERS.build(r.drafter.name, r.drafter.options, where="drafter", spec=self.target.spec)
-        self._init_from_target()
+        parts = build_components(r)
+        self.target, self.drafter, self.vocab = parts.target, parts.drafter, parts.vocab
         if r.trainer.compile:
             self.drafter.compile()  # in place: state_dict keys stay `drafter.*` (no `_orig_mod.` prefix)
-        self.vocab = DraftVocab.from_config(r.drafter.options, self.target.vocab_size)
-        self.alignments = [ALIGNMENTS.build(a.name, a.options, where="alignment") for a in r.alignment]
-        terms = [WeightedTerm(t.label, t.weight, LOSS_TERMS.build(t.name, t.options, where="loss")) for t in r.loss]
-        self.objective = Objective(terms, chunk_blocks=r.optim.chunk_blocks)
+        self.alignments, self.objective = parts.alignments, parts.objective
         self.needs_logits = self.objective.needs_target_logits or any(
             "target_logits" in getattr(a, "requires", ()) for a in self.alignments)
         K = self.drafter.block_size
         self.train_tau, self.val_tau = AcceptanceLength(K), AcceptanceLength(K)
 
-    def _init_from_target(self) -> None:
-        norm = getattr(self.target, "final_norm_weight", None)
-        if getattr(self.drafter.cfg, "init_norm_from_target", False) and norm is not None:
-            with torch.no_grad():
-                self.drafter.norm.weight.copy_(norm.float())
+    def train_generator(self, step: int) -> torch.Generator:
+        """The anchors' random generator of training step `step` (seeded per step and rank: resumable)."""
+        return torch.Generator().manual_seed(self.recipe.run.seed * 1_000_003 + step * 97 + self.global_rank)
 
     # -- one step, in the order of the sentence in style.md ------------------------------------
     def aligned_view(self, batch: dict[str, Tensor], generator: torch.Generator) -> AlignedBatch:
@@ -94,8 +84,7 @@ class DraftTrainingModule(L.LightningModule):
         return flat.view(*hidden.shape[:-1], weight.shape[0])
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
-        gen = torch.Generator().manual_seed(self.recipe.run.seed * 1_000_003 + self.global_step * 97 + self.global_rank)
-        loss, per_term, parts = self.step(batch, gen)
+        loss, per_term, parts = self.step(batch, self.train_generator(self.global_step))
         self.train_tau(parts.correct, parts.mask, parts.block_valid)
         self.log("train/loss", loss, prog_bar=True)
         self.log_dict({f"train/loss/{k}": v.detach() for k, v in per_term.items()})

@@ -103,35 +103,20 @@ def _lightning(module: Any, batches: list[dict[str, torch.Tensor]], recipe: Any)
 
 
 def _bare(module: Any, batches: list[dict[str, torch.Tensor]], recipe: Any) -> tuple[list[float], list[int]]:
-    """The same computation with no Lightning: target pass, anchors, drafter, chunked head + loss, AdamW."""
-    from specframe.data.anchors import sample_anchors
-    from specframe.interfaces import AlignedBatch
-
-    target, drafter, objective, vocab = module.target, module.drafter, module.objective, module.vocab
+    """The same computation with no Lightning: `module.step` (target pass, anchors, drafter, chunked head + loss)
+    and AdamW in a plain loop, so the difference is what Lightning adds."""
+    drafter = module.drafter
     opt = torch.optim.AdamW([p for p in drafter.parameters() if p.requires_grad], lr=recipe.optim.lr)
     bf16 = recipe.trainer.precision.startswith("bf16")
-    drafter.train()
-    weight = vocab.restrict_rows(target.lm_head_weight)
-
-    def head(h: torch.Tensor) -> torch.Tensor:
-        # 2-D matmul: a 3-D non-contiguous input makes linear copy the [V, H] weight once per block.
-        return torch.nn.functional.linear(h.reshape(-1, h.shape[-1]).to(weight.dtype), weight).view(
-            *h.shape[:-1], weight.shape[0])
+    module.train()
+    module.target.eval()
 
     times, slots = [], []
     for step, batch in enumerate(batches):
         t0 = time.perf_counter()
-        gen = torch.Generator().manual_seed(recipe.run.seed * 1_000_003 + step * 97)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            ids, valid = batch["input_ids"], batch["attention_mask"]
-            with torch.no_grad():
-                hidden = target(ids, valid).hidden
-            anchors, avalid = sample_anchors(batch["loss_mask"], recipe.data.num_anchors, gen)
-            view = AlignedBatch(input_ids=ids, labels=ids, loss_mask=batch["loss_mask"], context=hidden,
-                                context_valid=valid, anchors=anchors, anchor_valid=avalid)
-            out = drafter(hidden, valid, target.embed(ids.gather(1, anchors)), anchors, avalid)
-            parts = objective.parts(out, view, head=head, to_draft=vocab.to_draft)
-            loss, _ = objective.combine(parts, parts.denominators)
+            # the module's own step (target pass, alignment, drafter, objective) and its per-step anchors
+            loss, _, parts = module.step(batch, module.train_generator(step))
         loss.backward()
         torch.nn.utils.clip_grad_norm_(drafter.parameters(), recipe.trainer.gradient_clip_val or 1e9)
         opt.step()

@@ -29,7 +29,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-new-tokens", type=int, help="tokens generated per response")
     p.add_argument("--temperature", type=float, help="0: greedy (default); > 0: lossless speculative sampling")
     p.add_argument("--block-size", type=int, help="block size B at decode time (default: the drafter's)")
-    p.add_argument("--strategy", help="test-time strategy: single or self_selection (decode-stage alignments)")
+    p.add_argument("--strategy", help="test-time strategy: single or self_selection (`specframe list strategies`)")
     p.add_argument("--strategy-opt", action="append", default=[], metavar="KEY=VALUE",
                    help="strategy option, e.g. num_drafts=4 (repeatable)")
     p.add_argument("--oracle", action="store_true", help="also decode with the oracle drafter (τ ceiling)")
@@ -56,26 +56,27 @@ def parse_options(items: list[str], where: str) -> dict[str, Any]:
 
 
 def settings_from(args: argparse.Namespace, recipe_eval: dict[str, Any]) -> Any:
-    """Recipe `eval:` defaults, overridden by the flags that were given."""
-    from specframe.config import EvalConfig
-    from specframe.evaluation.runner import EvalSettings
-    from specframe.registry import build_dataclass
+    """The recipe's `eval:` section with the given flags as overrides, checked as `specframe validate` checks it."""
+    from dataclasses import asdict
 
-    ecfg = build_dataclass(EvalConfig, dict(recipe_eval or {}), "eval")
-    strategy = dict(ecfg.strategy)
+    from specframe.config import build_eval_config
+    from specframe.evaluation.runner import EvalSettings
+
+    section = dict(recipe_eval or {})
+    strategy = dict(section.get("strategy") or {"name": "single"})
     if args.strategy and args.strategy != strategy.get("name"):
         strategy = {"name": args.strategy}
     strategy.update(parse_options(args.strategy_opt, "--strategy-opt"))
+    flags = {"benchmarks": args.benchmarks, "num_prompts": args.num_prompts, "max_new_tokens": args.max_new_tokens,
+             "temperature": args.temperature, "block_size": args.block_size, "dtype": args.dtype}
+    section.update({k: v for k, v in flags.items() if v is not None}, strategy=strategy)
+    if args.no_baseline:
+        section["speedup"] = False
+    ecfg = build_eval_config(section, "eval")  # the one eval configuration and its checks
     options = {"gsm8k": {"path": args.gsm8k_path}} if args.gsm8k_path else {}
     try:
-        return EvalSettings(
-            benchmarks=list(args.benchmarks or ecfg.benchmarks), benchmark_options=options,
-            num_prompts=args.num_prompts if args.num_prompts is not None else ecfg.num_prompts,
-            max_new_tokens=args.max_new_tokens if args.max_new_tokens is not None else ecfg.max_new_tokens,
-            temperature=args.temperature if args.temperature is not None else ecfg.temperature,
-            block_size=args.block_size if args.block_size is not None else ecfg.block_size,
-            strategy=strategy, baseline=ecfg.speedup and not args.no_baseline, oracle=args.oracle, seed=args.seed,
-            progress=not args.no_progress)
+        return EvalSettings(**asdict(ecfg), benchmark_options=options, baseline=ecfg.speedup, oracle=args.oracle,
+                            seed=args.seed, progress=not args.no_progress)
     except ValueError as e:
         raise ConfigError(f"specframe eval: {e}") from None
 
@@ -105,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
     ckpt = resolve_checkpoint(args.path)
     trained = load_trained(ckpt)
     settings = settings_from(args, trained.recipe.get("eval", {}))
-    target, drafter = place(trained, args.dtype or trained.recipe.get("eval", {}).get("dtype"), args.device)
+    target, drafter = place(trained, settings.dtype, args.device)
     dtype = next(target.model.parameters()).dtype
     print(f"checkpoint {ckpt} | target {target.name} | {dtype} on {next(drafter.parameters()).device}")
     report = Evaluator(target, drafter, trained.vocab, settings).run()

@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from specframe.cli.recipe_args import add_recipe_arguments, recipe_from_args
 
-KINDS = {"drafters": "drafter", "targets": "target", "losses": "loss", "alignments": "alignment"}
+KINDS = ("drafters", "targets", "losses", "alignments", "strategies", "benchmarks")
+"""`specframe list KIND`; `component_registries` maps each to its registry (a test checks the two agree)."""
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -30,19 +32,26 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_list(args: argparse.Namespace) -> int:
+def component_registries() -> dict[str, Any]:
+    """What `specframe list` shows, by the word that selects it: the recipe's registries, strategies, benchmarks."""
     from specframe.config import registries
+    from specframe.evaluation.benchmarks import BENCHMARKS
+
+    regs = registries()
+    return {"drafters": regs["drafter"], "targets": regs["target"], "losses": regs["loss"],
+            "alignments": regs["alignment"], "strategies": regs["strategy"], "benchmarks": BENCHMARKS}
+
+
+def cmd_list(args: argparse.Namespace) -> int:
     from specframe.plugins import import_plugins
 
     import_plugins(args.plugin)
-    regs = registries()
-    kinds = [args.kind] if args.kind else list(KINDS)
-    for kind in kinds:
-        reg = regs[KINDS[kind]]
+    regs = component_registries()
+    for kind in [args.kind] if args.kind else KINDS:
         print(f"{kind}:")
-        for e in reg.entries():
-            stage = f" [{e.meta['stage']}]" if "stage" in e.meta else ""
-            print(f"  {e.name:<24}{e.summary}{stage}")
+        for e in regs[kind].entries():
+            tags = [f"[{e.meta[k]}]" for k in ("stage", "domain") if k in e.meta]
+            print(f"  {e.name:<24}{e.summary}{' ' + ' '.join(tags) if tags else ''}")
     return 0
 
 
@@ -54,6 +63,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_recipe_arguments(p)
     p.set_defaults(func=cmd_validate)
     p = sub.add_parser("list", help="list registered components")
-    p.add_argument("kind", nargs="?", choices=sorted(KINDS))
+    p.add_argument("kind", nargs="?", choices=KINDS)
     p.add_argument("--plugin", action="append", default=[])
     p.set_defaults(func=cmd_list)

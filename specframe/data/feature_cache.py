@@ -40,6 +40,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from specframe.atomic_files import atomic_path, write_json
 from specframe.config import ComponentSpec, DataConfig, Recipe
 from specframe.errors import ConfigError
 
@@ -231,12 +232,6 @@ class FeatureCache:
 # --------------------------------------------------------------------------------------------------
 # Writing a cache
 # --------------------------------------------------------------------------------------------------
-def _atomic_json(path: Path, data: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2))
-    tmp.replace(path)
-
-
 def _diff(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> list[str]:
     out = []
     for key in sorted(set(a) | set(b)):
@@ -354,7 +349,7 @@ def build_cache(recipe: Recipe, out: str | Path, *, logits_topk: int = 0, shard_
                                    f"folder or delete this one"] + [f"--out {folder}: {d}" for d in diff])
             if existing == MANIFEST:
                 return {**old, "seconds": 0.0, "tokens_computed": 0}
-    _atomic_json(folder / PLAN, plan)
+    write_json(folder / PLAN, plan)
 
     pad = target.tokenizer.pad_token_id
     pad_id = int(pad if pad is not None else target.tokenizer.eos_token_id)
@@ -371,9 +366,8 @@ def build_cache(recipe: Recipe, out: str | Path, *, logits_topk: int = 0, shard_
                                      batch_size or recipe.data.batch_size, dev, progress)
             mass = float(tensors["topk_mass"].double().sum()) if logits_topk else 0.0
             meta = {"first_row": str(a), "num_rows": str(b - a), "topk_mass_sum": repr(mass)}
-            tmp = path.with_name(path.name + ".tmp")
-            save_file(tensors, str(tmp), metadata=meta)
-            tmp.replace(path)  # a shard is either whole under its final name or absent
+            with atomic_path(path) as tmp:  # a shard is either whole under its final name or absent
+                save_file(tensors, str(tmp), metadata=meta)
             computed += int(tensors["input_ids"].numel())
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata()
@@ -395,5 +389,5 @@ def build_cache(recipe: Recipe, out: str | Path, *, logits_topk: int = 0, shard_
         "bytes_per_token": size / max(1, tokens), "bytes_per_supervised_token": size / max(1, supervised),
         "mean_topk_mass": (sum(s["topk_mass_sum"] for s in shards) / max(1, tokens)) if logits_topk else None,
     }
-    _atomic_json(folder / MANIFEST, manifest)  # last: its presence marks the cache complete
+    write_json(folder / MANIFEST, manifest)  # last: its presence marks the cache complete
     return {**manifest, "seconds": seconds, "tokens_computed": computed}

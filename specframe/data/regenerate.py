@@ -22,7 +22,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +30,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
+from specframe.atomic_files import atomic_path, write_json
 from specframe.data.chat import render_prompt
 
 log = logging.getLogger(__name__)
@@ -201,12 +201,6 @@ def shard_name(index: int) -> str:
     return f"shard-{index:05d}.jsonl"
 
 
-def _write_json(path: Path, doc: dict[str, Any]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
-    os.replace(tmp, path)
-
-
 class ResumeMismatchError(ValueError):
     """The output folder holds a regeneration made with other settings."""
 
@@ -257,7 +251,7 @@ def regenerate(model: Any, tokenizer: Any, conversations: list[list[dict[str, st
         "complete": False,
     }
     _check_manifest(out, manifest)
-    _write_json(out / MANIFEST, manifest)
+    write_json(out / MANIFEST, manifest, ensure_ascii=False)
     sampling = {"temperature": settings.temperature, "top_p": settings.top_p,
                 "max_new_tokens": settings.max_new_tokens, "target": target_name}
 
@@ -272,8 +266,8 @@ def regenerate(model: Any, tokenizer: Any, conversations: list[list[dict[str, st
         if max_shards is not None and written >= max_shards:
             break
         lo, hi = s * settings.shard_size, min((s + 1) * settings.shard_size, n)
-        tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "w", encoding="utf-8") as handle:
+        # only a whole shard ever carries the final name
+        with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as handle:
             for b in range(lo, hi, settings.batch_size):
                 rows = [(i, conversations[i]) for i in range(b, min(b + settings.batch_size, hi))]
                 for (i, _), messages in zip(rows, regenerate_rows(model, tokenizer, rows, settings)):
@@ -281,7 +275,6 @@ def regenerate(model: Any, tokenizer: Any, conversations: list[list[dict[str, st
                     row = {"id": i, "messages": messages, "sampling": {**sampling, "seed": seed}}
                     handle.write(json.dumps(row, ensure_ascii=False) + "\n")
                 bar.update(len(rows))
-        os.replace(tmp, path)  # only a whole shard ever carries the final name
         written += 1
     bar.close()
 
@@ -292,6 +285,6 @@ def regenerate(model: Any, tokenizer: Any, conversations: list[list[dict[str, st
             1 for s in range(num_shards) for line in (out / shard_name(s)).read_text(encoding="utf-8").split("\n")
             if line.strip() and not any(m["role"] == "assistant" and m["content"]
                                         for m in json.loads(line)["messages"]))
-        _write_json(out / MANIFEST, manifest)
+        write_json(out / MANIFEST, manifest, ensure_ascii=False)
     manifest["missing_shards"] = len(missing)
     return manifest

@@ -97,19 +97,26 @@ def eos_ids_of(target: Any) -> set[int]:
 
 def build_strategy(spec: str | dict[str, Any] | DecodeStrategy | None = None,
                    where: str = "eval.strategy") -> DecodeStrategy:
-    """A test-time strategy from a name or {name, **options}: a decode-stage entry of the ALIGNMENTS registry."""
-    from specframe.alignment import ALIGNMENTS
+    """A test-time strategy from a name or {name, **options}: an entry of the DECODE_STRATEGIES registry."""
+    from specframe.decoding.strategies import DECODE_STRATEGIES
 
     if spec is not None and not isinstance(spec, (str, dict)):
         return spec
     opts = {"name": spec} if isinstance(spec, str) else dict(spec or {"name": "single"})
     name = str(opts.pop("name", "single"))
-    entry = ALIGNMENTS.get(name, where=f"{where}.name")
-    if entry.meta.get("stage") != "decode":
-        decode = [e.name for e in ALIGNMENTS.entries() if e.meta.get("stage") == "decode"]
+    check_strategy_name(name, where)
+    return DECODE_STRATEGIES.build(name, opts, where)
+
+
+def check_strategy_name(name: str, where: str = "eval.strategy") -> None:
+    """A ConfigError when `name` is a training-time alignment strategy, or (with a suggestion) no strategy at all."""
+    from specframe.alignment import ALIGNMENTS
+    from specframe.decoding.strategies import DECODE_STRATEGIES
+
+    if name not in DECODE_STRATEGIES and name in ALIGNMENTS:
         raise ConfigError(f"{where}.name: '{name}' is a training-time alignment strategy; test-time strategies "
-                          f"are {decode}. List '{name}' under `alignment:` in the recipe instead.")
-    return entry.build(opts, where)
+                          f"are {DECODE_STRATEGIES.names()}. List '{name}' under `alignment:` in the recipe instead.")
+    DECODE_STRATEGIES.get(name, where=f"{where}.name")
 
 
 def _features(hidden_states: tuple[Tensor, ...], taps: tuple[int, ...]) -> Tensor:
@@ -193,7 +200,7 @@ class SpeculativeDecoder:
     Args:
         target: an HFTarget (`.model`, `.tap_layers`, `.embed`, `.lm_head_weight`, `.tokenizer`).
         drafts: where drafts come from (a BlockDrafterSource or an OracleDraftSource).
-        strategy: a test-time strategy (decode-stage ALIGNMENTS entry), a name, or {name, **options}.
+        strategy: a test-time strategy (a DECODE_STRATEGIES entry), a name, or {name, **options}.
         block_size: B, slots per block including the anchor (any B >= 2).
         eos_ids: tokens that end a response (default: the target's eos ids).
     """

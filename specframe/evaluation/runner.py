@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from specframe.atomic_files import write_text as atomic_write
+from specframe.config import EvalConfig
 from specframe.data.chat import render_prompt
 from specframe.decoding.engine import (DecodeResult, SpeculativeDecoder, build_strategy, eos_ids_of,
                                        target_only_decode)
@@ -28,19 +29,11 @@ from specframe.evaluation.benchmarks import build_benchmark
 
 
 @dataclass(kw_only=True)
-class EvalSettings:
-    benchmarks: list[str] = field(default_factory=lambda: ["mt_bench", "humaneval", "gsm8k"])
-    """Registry names of BENCHMARKS, or paths to .jsonl prompt files."""
+class EvalSettings(EvalConfig):
+    """An EvalConfig (the recipe's `eval:` section, with its checks) plus the switches of one evaluation run."""
+
     benchmark_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Per-benchmark options, e.g. {"gsm8k": {"path": "test.jsonl"}}."""
-    num_prompts: int = 8
-    """Prompts per benchmark (each MT-Bench prompt gives two responses)."""
-    max_new_tokens: int = 64
-    temperature: float = 0.0
-    block_size: int | None = None
-    """Block size B at decode time (default: the drafter's)."""
-    strategy: dict[str, Any] = field(default_factory=lambda: {"name": "single"})
-    """Test-time strategy: a decode-stage alignment entry and its options."""
     baseline: bool = True
     """Run target-only decoding too (needed for speedup and the losslessness check)."""
     oracle: bool = False
@@ -51,14 +44,7 @@ class EvalSettings:
     progress: bool = True
 
     def __post_init__(self) -> None:
-        if self.num_prompts < 1:
-            raise ValueError(f"num_prompts must be >= 1, got {self.num_prompts}")
-        if self.max_new_tokens < 1:
-            raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
-        if self.temperature < 0:
-            raise ValueError(f"temperature must be >= 0, got {self.temperature}")
-        if self.block_size is not None and self.block_size < 2:
-            raise ValueError(f"block_size must be >= 2, got {self.block_size}")
+        super().__post_init__()
         if self.oracle and self.temperature > 0:
             raise ValueError("the oracle drafts the target's greedy continuation: it is defined at temperature 0 "
                              "only (drop --oracle or use --temperature 0)")
@@ -274,13 +260,6 @@ def markdown(report: dict[str, Any], title: str = "Real-decoding evaluation") ->
     for name, s in rows:
         lines.append(f"| {name} | " + " | ".join(_fmt(x) for x in s["slot_acceptance"]) + " |")
     return "\n".join(lines) + "\n"
-
-
-def atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
 
 
 def report_tag(settings: dict[str, Any]) -> str:

@@ -196,23 +196,19 @@ class DPaceLoss:
         return expected_streak_loss(chunk, self.setting)
 
 
-@LOSS_TERMS.register("dpace_no_smoothing")
-class DPaceNoSmoothingLoss:
-    """D-PACE ablation with α = 0: CE weighted by detached expected-streak weights (same gradient as streak)."""
+def _register_preset(name: str, summary: str, cfg: DPaceConfig) -> None:
+    """Register a fixed-setting D-PACE ablation: the same class as `dpace`, with no options of its own."""
 
-    requires: ClassVar[frozenset[str]] = frozenset()
-    setting: ClassVar[StreakSetting] = StreakSetting(detach_weights=True, smoothing=0.0, normalisation="batch")
+    def preset() -> DPaceLoss:
+        return DPaceLoss(cfg)
 
-    def __call__(self, chunk: SlotChunk) -> LossValue:
-        return expected_streak_loss(chunk, self.setting)
+    preset.__doc__ = summary
+    preset.__qualname__ = f"DPaceLoss[{name}]"
+    preset.requires = DPaceLoss.requires  # type: ignore[attr-defined]  (read by validation like a class's)
+    LOSS_TERMS.register(name)(preset)
 
 
-@LOSS_TERMS.register("dpace_weight_norm")
-class DPaceWeightNormLoss:
-    """D-PACE ablation normalised by the sum of its weights instead of the number of blocks (α = 0.5)."""
-
-    requires: ClassVar[frozenset[str]] = frozenset()
-    setting: ClassVar[StreakSetting] = StreakSetting(detach_weights=True, smoothing=0.5, normalisation="weight_sum")
-
-    def __call__(self, chunk: SlotChunk) -> LossValue:
-        return expected_streak_loss(chunk, self.setting)
+_register_preset("dpace_no_smoothing", "D-PACE ablation with α = 0: CE weighted by detached expected-streak "
+                 "weights (same gradient as streak).", DPaceConfig(smoothing=0.0, normalisation="batch"))
+_register_preset("dpace_weight_norm", "D-PACE ablation normalised by the sum of its weights instead of the number "
+                 "of blocks (α = 0.5).", DPaceConfig(smoothing=0.5, normalisation="weight_sum"))

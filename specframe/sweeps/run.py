@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from specframe.atomic_files import write_json
 from specframe.sweeps.grid import Point, Sweep
 
 
@@ -136,12 +137,6 @@ def read_json(path: Path) -> Any:
         return None
 
 
-def _write_json(path: Path, data: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2))
-    tmp.replace(path)
-
-
 def run_point(sweep: Sweep, p: Point, with_eval: bool, env: dict[str, str], runner: Runner) -> bool:
     """Train (or resume) and evaluate one point; record wall times in <point>/timing.json. True on success."""
     p.output_dir.mkdir(parents=True, exist_ok=True)
@@ -165,7 +160,7 @@ def run_point(sweep: Sweep, p: Point, with_eval: bool, env: dict[str, str], runn
     # Wall time of the attempts this sweep saw (a killed attempt leaves no record).
     timing["train_wall_s"] = round(sum(a["seconds"] for a in timing["train_attempts"]), 3)
     timing["eval_wall_s"] = round(sum(a["seconds"] for a in timing["eval_attempts"]), 3)
-    _write_json(timing_path, timing)
+    write_json(timing_path, timing)
     return ok
 
 

@@ -392,3 +392,17 @@ def test_cli_validate_plugin_error_exit_3(cli_recipe, capsys) -> None:
 
 def test_cli_validate_with_overlay(cli_recipe, recipes, capsys) -> None:
     assert main(["validate", str(cli_recipe), str(recipes["overlay"]), "trainer.max_steps=5"]) == 0
+
+
+# -- the eval section: the same checks as `specframe eval` flags, at validate time ----------------------
+def test_validate_rejects_bad_eval_values_before_training(capsys) -> None:
+    quickstart = str(Path(__file__).resolve().parents[2] / "recipes" / "quickstart.yaml")
+    assert main(["validate", quickstart, "eval.block_size=1"]) == 2
+    assert "eval: block_size must be >= 2 (one anchor and at least one drafted token), got 1" in capsys.readouterr().err
+    assert main(["validate", quickstart, "eval.block_size=1", "eval.num_prompts=0"]) == 2
+    assert "num_prompts must be >= 1, got 0; block_size must be >= 2" in capsys.readouterr().err
+    assert main(["validate", quickstart, "eval.benchmarks=[mt_bench,humaneavl]"]) == 2
+    assert "eval.benchmarks[1]" in capsys.readouterr().err
+    assert main(["validate", quickstart, "eval.strategy.name=self_selection", "eval.strategy.num_drafts=3"]) == 0
+    assert main(["validate", quickstart, "eval.strategy.name=self_selection", "eval.strategy.num_drafts=0"]) == 2
+    assert "eval.strategy: num_drafts must be >= 1" in capsys.readouterr().err

@@ -250,3 +250,70 @@ def test_offline_target_builds_and_taps_hidden_states(name) -> None:
                                                                      target.tap_layers)
     assert all(0 <= t < target.num_layers for t in target.tap_layers)
     assert target.name and isinstance(target.name, str)
+
+
+# -- the Protocols match what the code uses: every entry of every registry satisfies its Protocol ----------------
+@pytest.mark.parametrize("name", DRAFTER_NAMES)
+def test_drafter_satisfies_the_drafter_protocol_and_its_pieces_compose(name, tiny_spec) -> None:
+    """decoding/drafts.py composes fuse_context -> context_kv -> block_inputs -> run_layers; with the whole
+    context visible to one block, that must equal the training forward's output for the same block."""
+    from specframe.interfaces import Drafter
+
+    torch.manual_seed(0)
+    drafter = DRAFTERS.build(name, {}, spec=tiny_spec).eval()
+    assert isinstance(drafter, Drafter)
+    assert isinstance(drafter.block_size, int) and drafter.block_size >= 2
+    context, cv, emb, _, _ = _drafter_inputs(tiny_spec, B=1, N=1)
+    mask_embed = None if drafter.mask_token_id is None else torch.randn(tiny_spec.hidden_size)
+    anchor = 9
+    with torch.no_grad():
+        trained = drafter(context, cv, emb, torch.tensor([[anchor]]), torch.ones(1, 1, dtype=torch.bool), mask_embed)
+        ctx = drafter.fuse_context(context[:, :anchor])
+        kv = drafter.context_kv(ctx, torch.arange(anchor).unsqueeze(0))
+        blocks = drafter.block_inputs(emb, mask_embed)
+        decoded = drafter.run_layers(blocks, torch.tensor([[anchor]]), kv, None)
+    assert decoded.shape == trained.shape == (1, 1, drafter.block_size, tiny_spec.hidden_size)
+    torch.testing.assert_close(decoded, trained, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("name", TARGET_NAMES)
+def test_target_satisfies_the_target_protocol(name) -> None:
+    from specframe.interfaces import Target, TargetSpec
+
+    entry = TARGETS.get(name)
+    if name not in OFFLINE_TARGETS and not entry.meta.get("offline"):
+        pytest.skip(f"target '{name}' needs a model download or a cached model")
+    target = TARGETS.build(name, {})
+    assert isinstance(target, Target)
+    assert isinstance(target.spec, TargetSpec)
+    assert target.lm_head_weight.shape == (target.vocab_size, target.hidden_size)
+
+
+def test_decode_strategies_satisfy_the_decode_strategy_protocol() -> None:
+    from specframe.decoding.strategies import DECODE_STRATEGIES
+    from specframe.interfaces import DecodeStrategy
+
+    assert DECODE_STRATEGIES.names()
+    for name in DECODE_STRATEGIES.names():
+        entry = DECODE_STRATEGIES.get(name)
+        assert entry.summary, name
+        strategy = DECODE_STRATEGIES.build(name, {})  # default options are valid
+        assert isinstance(strategy, DecodeStrategy), name
+        assert name not in ALIGNMENTS  # test-time strategies are not training alignments
+
+
+def test_benchmarks_satisfy_the_benchmark_protocol() -> None:
+    from specframe.evaluation.benchmarks import BENCHMARKS
+    from specframe.interfaces import Benchmark
+
+    built = 0
+    for entry in BENCHMARKS.entries():
+        assert entry.summary and entry.meta.get("domain"), entry.name
+        if entry.name == "jsonl":  # needs a path
+            bench = BENCHMARKS.build("jsonl", {"path": "prompts.jsonl"})
+        else:
+            bench = BENCHMARKS.build(entry.name, {})  # building reads nothing; prompts() does
+        assert isinstance(bench, Benchmark), entry.name
+        assert bench.domain == entry.meta["domain"]
+        built += 1
+    assert built == len(BENCHMARKS)

@@ -92,3 +92,34 @@ def test_a_bad_eval_dtype_is_a_config_error():
 
     with pytest.raises(ConfigError, match="float32, bfloat16 or float16"):
         validate_recipe(compose(RECIPES / "quickstart.yaml", [RECIPES / "debug" / "tiny.yaml"], ["eval.dtype=fp8"]))
+
+
+def test_a_run_evaluates_without_the_features_cache_it_was_trained_from(tmp_path, prompt_file, capsys):
+    """The checkpoint's recipe names a features cache that no longer exists: eval does not need it."""
+    run = tmp_path / "run"
+    gone = tmp_path / "deleted_cache"
+    recipe = validate_recipe(compose(RECIPES / "quickstart.yaml", [RECIPES / "debug" / "tiny.yaml"],
+                                     [f"run.output_dir={run}", f"data.features_cache={gone}"]))
+    module = DraftTrainingModule(recipe.resolved)
+    state = {k: v for k, v in module.state_dict().items() if not k.startswith("target.")}
+    (run / "checkpoints").mkdir(parents=True)
+    torch.save({"hyper_parameters": {"config": recipe.resolved}, "state_dict": state}, run / "checkpoints" / "last.ckpt")
+    assert not gone.exists()
+    rc = main(["eval", str(run), "--benchmarks", str(prompt_file), "--num-prompts", "1", "--max-new-tokens", "3",
+               "--no-progress", "--no-baseline", "--out", str(tmp_path / "out")])
+    assert rc == 0, capsys.readouterr().err
+    assert list((tmp_path / "out").glob("*.json"))
+
+
+def test_eval_flags_are_checked_like_the_recipe_eval_section(checkpoint, prompt_file, capsys):
+    """Flags override the recipe's `eval:` section and go through the same checks as `specframe validate`."""
+    rc = main(["eval", str(checkpoint), "--benchmarks", str(prompt_file), "--block-size", "1", "--num-prompts", "0"])
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert "eval: num_prompts must be >= 1, got 0; block_size must be >= 2" in err
+    rc = main(["eval", str(checkpoint), "--benchmarks", "humaneavl"])
+    assert rc == 2
+    assert "eval.benchmarks[0]" in capsys.readouterr().err
+    rc = main(["eval", str(checkpoint), "--strategy", "target_greedy_labels"])
+    assert rc == 2
+    assert "'target_greedy_labels' is a training-time strategy" in capsys.readouterr().err

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from specframe.alignment import ALIGNMENTS
+from specframe.decoding.strategies import DECODE_STRATEGIES
 from specframe.decoding.drafts import BlockDrafterSource
 from specframe.decoding.engine import SpeculativeDecoder, build_strategy, target_only_decode
 from specframe.decoding.target_cache import forward_with_cache, keep_positions, new_cache, tree_attention_mask
@@ -14,8 +14,8 @@ from specframe.vocab import DraftVocab
 
 from decoding_setup import BLOCK, NEW_TOKENS
 
-# Every decode-stage strategy, with its default options: a new one gets the losslessness tests for free.
-STRATEGIES = sorted(e.name for e in ALIGNMENTS.entries() if e.meta.get("stage") == "decode")
+# Every decode strategy, with its default options: a new one gets the losslessness tests for free.
+STRATEGIES = DECODE_STRATEGIES.names()
 
 
 class ShiftedOracle:
@@ -190,8 +190,11 @@ def test_target_only_matches_hf_generate(target, prompts, references):
     assert out[0, len(prompts[2]):].tolist() == references[2]
 
 
-def test_strategies_are_decode_stage_entries():
-    decode = sorted(e.name for e in ALIGNMENTS.entries() if e.meta.get("stage") == "decode")
+def test_strategies_have_their_own_registry():
+    from specframe.alignment import ALIGNMENTS
+
+    decode = DECODE_STRATEGIES.names()
+    assert not set(decode) & set(ALIGNMENTS.names())  # test-time strategies are not training alignments
     assert {"single", "self_selection"} <= set(decode)
     assert build_strategy({"name": "self_selection", "num_drafts": 2}).cfg.num_drafts == 2
     with pytest.raises(ConfigError, match="training-time"):

@@ -13,16 +13,16 @@ import torch
 from decoding_setup import make_drafter, single_thread
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from specframe.alignment import ALIGNMENTS
-from specframe.alignment.single import SingleDraft
+from specframe.decoding.strategies import DECODE_STRATEGIES
+from specframe.decoding.strategies.single import SingleDraft
 from specframe.decoding.engine import SpeculativeDecoder
 from specframe.interfaces import Selection
 from specframe.targets.hf import HFTarget
 
 V, LENGTH, T = 4, 4, 1.0
 PROMPT = [0, 1, 2]
-# Every decode-stage strategy, with its default options: a new one gets this test for free.
-STRATEGIES = sorted(e.name for e in ALIGNMENTS.entries() if e.meta.get("stage") == "decode")
+# Every decode strategy, with its default options: a new one gets this test for free.
+STRATEGIES = DECODE_STRATEGIES.names()
 
 
 @pytest.fixture(scope="module")

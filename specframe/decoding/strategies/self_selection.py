@@ -15,7 +15,7 @@ from typing import ClassVar, Literal
 import torch
 from torch import Tensor
 
-from specframe.alignment.registry import ALIGNMENTS
+from specframe.decoding.strategies.registry import DECODE_STRATEGIES
 from specframe.decoding.sampling import greedy_select, rejection_select
 from specframe.interfaces import Proposal, Selection
 
@@ -41,7 +41,7 @@ class SelfSelectionConfig:
             raise ValueError(f"draft_temperature must be > 0, got {self.draft_temperature}")
 
 
-@ALIGNMENTS.register("self_selection", config=SelfSelectionConfig, stage="decode")
+@DECODE_STRATEGIES.register("self_selection", config=SelfSelectionConfig)
 class SelfSelection:
     """K sampled drafts verified in one tree forward; keep the longest accepted (lossless at any temperature)."""
 

@@ -6,12 +6,12 @@ from typing import ClassVar, Literal
 import torch
 from torch import Tensor
 
-from specframe.alignment.registry import ALIGNMENTS
+from specframe.decoding.strategies.registry import DECODE_STRATEGIES
 from specframe.decoding.sampling import greedy_select, rejection_select
 from specframe.interfaces import Proposal, Selection
 
 
-@ALIGNMENTS.register("single", stage="decode")
+@DECODE_STRATEGIES.register("single")
 class SingleDraft:
     """One draft per step: the argmax (or a sample at temperature > 0) of each slot; verify width B."""
 
