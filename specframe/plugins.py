@@ -114,6 +114,9 @@ def import_plugins(specs: list[str], entry_point_group: bool = True) -> list[str
             if key in _loaded:
                 continue
             try:
+                module = getattr(ep, "module", None)
+                if module:  # the same file already imported by path (an editable install) is not run again
+                    _import_module(module)
                 ep.load()
             except Exception as e:
                 raise PluginImportError(f"installed plugin '{ep.name}' ({ep.value}) failed to import: {e}") from e

@@ -108,6 +108,30 @@ def test_entry_point_plugins_load_once(monkeypatch) -> None:
     assert "fake_pkg.plugin" in loaded_plugins()
 
 
+def test_entry_point_of_a_file_already_imported_by_path_is_not_run_again(tmp_path: Path, monkeypatch) -> None:
+    """`pip install -e .` of a plugin whose file a recipe also lists by path: one plugin, not a duplicate."""
+    (tmp_path / "ep_and_path_xyz.py").write_text(PLUGIN_SOURCE.format(name="ep_and_path_term"))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    name = import_plugin(str(tmp_path / "ep_and_path_xyz.py"))
+
+    class EntryPoint(_FakeEntryPoint):
+        module = "ep_and_path_xyz"
+
+        def load(self):
+            import importlib
+
+            return importlib.import_module(self.module)
+
+    ep = EntryPoint("ep_and_path", "ep_and_path_xyz")
+    monkeypatch.setattr(plugins_mod, "entry_points", lambda group: [ep])
+    monkeypatch.setattr(plugins_mod, "_loaded", dict(plugins_mod._loaded))
+    try:
+        assert import_plugins([]) == ["ep_and_path_xyz"]  # no "duplicate loss term name" error
+        assert sys.modules["ep_and_path_xyz"] is sys.modules[name]
+    finally:
+        sys.modules.pop("ep_and_path_xyz", None)
+
+
 def test_broken_entry_point_is_a_hard_error(monkeypatch) -> None:
     ep = _FakeEntryPoint("fake_bad_ep", "fake_pkg.bad", ImportError("no module named fake_pkg"))
     monkeypatch.setattr(plugins_mod, "entry_points", lambda group: [ep])
