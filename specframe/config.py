@@ -287,8 +287,14 @@ def _check_sections(data: dict[str, Any], where: str) -> list[str]:
     return issues
 
 
-def compose(path: str | Path, overlays: list[str | Path] = (), overrides: list[str] = ()) -> DictConfig:
-    """Recipe (+ its one `base:`) + overlays + `key=value` overrides, as one DictConfig (not yet validated)."""
+def compose(path: str | Path, overlays: list[str | Path] = (), overrides: list[str] = (),
+            load_plugins: bool = True) -> DictConfig:
+    """Recipe (+ its one `base:`) + overlays + `key=value` overrides, as one DictConfig (not yet validated).
+
+    The plugins the result lists are imported before the overrides are checked (unless load_plugins is
+    False), so that `loss.1.slot=2` may set an option of a plugin's term. Relative .py paths in a file's
+    `plugins:` are made absolute against that file's folder.
+    """
     path = Path(path)
     data = _read_yaml(path)
     layers: list[tuple[str, dict[str, Any]]] = []
@@ -307,6 +313,9 @@ def compose(path: str | Path, overlays: list[str | Path] = (), overrides: list[s
     issues = [i for where, d in layers for i in _check_sections(d, where)]
     if issues:
         raise ConfigError(issues)
+    for where, d in layers:  # a relative .py path in `plugins:` is relative to the file that lists it, like base:
+        if isinstance(d.get("plugins"), list):
+            d["plugins"] = _resolve_plugin_paths(d["plugins"], Path(where).parent)
     cfg = OmegaConf.create(DEFAULTS)
     for _, d in layers:
         for section in ("target", "drafter"):
@@ -314,8 +323,28 @@ def compose(path: str | Path, overlays: list[str | Path] = (), overrides: list[s
             if isinstance(d.get(section), dict) and d[section].get("name", cfg[section].name) != cfg[section].name:
                 cfg[section] = {"name": d[section]["name"]}
         cfg = OmegaConf.merge(cfg, OmegaConf.create(d))  # lists (loss, alignment) are replaced, not merged
-    apply_overrides(cfg, list(overrides))
+    # Import the plugins first (a `plugins=[...]` override included), so that overrides may set their options.
+    first = [o for o in overrides if o.lstrip("+").split("=", 1)[0] == "plugins"]
+    apply_overrides(cfg, first)
+    _import_listed_plugins(cfg, load_plugins)
+    apply_overrides(cfg, [o for o in overrides if o not in first])
     return cfg  # type: ignore[return-value]
+
+
+def _resolve_plugin_paths(specs: list[Any], folder: Path) -> list[Any]:
+    from specframe.plugins import resolve_spec
+
+    return [resolve_spec(s, folder) if isinstance(s, str) else s for s in specs]
+
+
+def _import_listed_plugins(cfg: DictConfig, load: bool) -> None:
+    from specframe.plugins import import_plugins, resolve_spec
+
+    plugins = cfg.get("plugins")
+    if isinstance(plugins, ListConfig) and all(isinstance(p, str) for p in plugins):  # else validate_recipe says
+        cfg.plugins = [resolve_spec(p) for p in plugins]  # a `plugins=[...]` override is relative to the current folder
+        if load:
+            import_plugins(list(cfg.plugins))
 
 
 def _known_keys(cfg: DictConfig, section: str, sub: list[str]) -> list[str]:

@@ -63,12 +63,13 @@ def recipe_from_files(recipe: str | Path, overlays: list[str] = (), overrides: l
     from omegaconf import OmegaConf
 
     from specframe.config import compose
-    from specframe.plugins import import_plugins
+    from specframe.plugins import import_plugins, resolve_spec
 
     import_plugins(list(plugins))  # before composing, so that overrides may name plugin options
     cfg = compose(recipe, list(overlays), list(overrides))
-    if plugins:
-        cfg.plugins = list(OmegaConf.to_container(cfg.plugins) or []) + [p for p in plugins if p not in cfg.plugins]
+    if plugins:  # one entry per plugin, however it is spelt (paths are resolved, like the recipe's)
+        listed = list(OmegaConf.to_container(cfg.plugins) or [])
+        cfg.plugins = listed + [p for p in dict.fromkeys(map(resolve_spec, plugins)) if p not in listed]
     return prepare_recipe(cfg, output_dir=output_dir, features_cache=features_cache)
 
 

@@ -56,6 +56,31 @@ CONVERSATIONS: list[list[dict[str, str]]] = [
 ]
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--specframe-plugin", action="append", default=[], metavar="MODULE_OR_PATH",
+        help="import this specframe plugin (a module name, or a .py file relative to the current folder) before "
+             "collection, so that the registry contract tests (tests/unit/losses/test_loss_contract.py, "
+             "tests/unit/test_contracts.py) cover what it registers; repeatable")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Import the --specframe-plugin plugins before any test module lists a registry."""
+    specs = config.getoption("specframe_plugin", default=None) or []
+    if not specs:
+        return
+    import traceback
+
+    from specframe.errors import PluginImportError
+    from specframe.plugins import import_plugins
+
+    try:
+        import_plugins(specs, entry_point_group=False)
+    except PluginImportError as e:
+        cause = "".join(traceback.format_exception(e.__cause__ or e))
+        raise pytest.UsageError(f"--specframe-plugin: {e}\n{cause}") from e
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _sealed_environment(tmp_path_factory: pytest.TempPathFactory):
     """W&B off and tool caches in a temporary folder for the whole session."""

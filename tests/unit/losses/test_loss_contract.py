@@ -2,7 +2,11 @@
 
 Plugins are picked up automatically: every package under the repository's `plugins/` folder is imported at
 collection time (and installed `specframe.plugins` entry points are loaded), before the registry is listed.
-With `plugins/` deleted the built-ins are tested alone.
+With `plugins/` deleted the built-ins are tested alone. A plugin anywhere else is named on the command line with
+`--specframe-plugin` (tests/conftest.py imports it before collection), for example from the plugin's folder:
+
+    python3 -m pytest -q /path/to/specframe/tests/unit/losses/test_loss_contract.py \
+        /path/to/specframe/tests/unit/test_contracts.py --specframe-plugin slot1_boost.py -k slot1_boost
 """
 from __future__ import annotations
 
@@ -81,6 +85,26 @@ def test_builds_from_defaults_and_gives_a_finite_differentiable_value(name):
     assert torch.isfinite(logits.grad).all() and logits.grad.abs().sum() > 0
     assert logits.grad[3].abs().sum() == 0  # a padding block gets nothing
     assert target.grad is None or target.grad.abs().sum() == 0  # the frozen target gets nothing
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("empty", ["no_supervised_slot", "padding_only"])
+def test_a_chunk_with_nothing_to_supervise_gives_zero(name, empty):
+    """A chunk may hold no slot the term averages over (a micro-batch of short answers, a term that looks at one
+    slot). It must then return numerator 0, finite and without gradient, and a denominator >= 0 (usually 0): the
+    objective counts a term whose denominator over the whole step is 0 as 0 for that step."""
+    term = LOSS_TERMS.build(name, {})
+    chunk = make_chunk(3)
+    logits = chunk.logits.clone().requires_grad_(True)
+    mask = torch.zeros_like(chunk.mask) if empty == "no_supervised_slot" else chunk.mask
+    block_valid = torch.zeros_like(chunk.block_valid) if empty == "padding_only" else chunk.block_valid
+    v = term(SlotChunk(logits=logits, labels=chunk.labels, mask=mask, block_valid=block_valid,
+                       target_logits=chunk.target_logits))
+    assert v.numerator.detach().item() == 0.0 and v.denominator.item() >= 0.0
+    assert not v.denominator.requires_grad
+    if v.numerator.requires_grad:
+        v.numerator.backward()
+        assert logits.grad is None or (logits.grad == 0).all()
 
 
 @pytest.mark.parametrize("name", NAMES)
