@@ -33,3 +33,10 @@ class ConfigError(ValueError):
 
 class PluginImportError(ImportError):
     """A plugin named by a recipe, the CLI or an entry point failed to import."""
+
+
+class RunError(RuntimeError):
+    """A run stopped for a reason the user must act on (another writer, a changed recipe, a non-finite loss).
+
+    The message is complete on its own: the CLI prints it as one `error:` line, without a traceback.
+    """

@@ -14,6 +14,7 @@ from specframe.data.anchors import sample_anchors
 from specframe.data.feature_cache import topk_to_dense
 from specframe.interfaces import AlignedBatch
 from specframe.metrics import AcceptanceLength
+from specframe.numerics import check_finite_grads, check_finite_loss
 
 
 class DraftTrainingModule(L.LightningModule):
@@ -85,13 +86,21 @@ class DraftTrainingModule(L.LightningModule):
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         loss, per_term, parts = self.step(batch, self.train_generator(self.global_step))
+        check_finite_loss(loss, per_term, self.global_step)
         self.train_tau(parts.correct, parts.mask, parts.block_valid)
-        self.log("train/loss", loss, prog_bar=True)
-        self.log_dict({f"train/loss/{k}": v.detach() for k, v in per_term.items()})
+        # Each rank's loss is its share of the global batch times the world size (see Objective.combine): the
+        # mean over ranks (sync_dist) is the loss of the global batch.
+        self.log("train/loss", loss, prog_bar=True, sync_dist=True)
+        self.log_dict({f"train/loss/{k}": v.detach() for k, v in per_term.items()}, sync_dist=True)
         self.log_dict(self.term_metrics("train"))
         self.log("train/tau_sim", self.train_tau, prog_bar=True)
         self.log("train/supervised_slots", parts.mask.sum().float(), reduce_fx="sum")
         return loss
+
+    def on_before_optimizer_step(self, optimizer: Any) -> None:
+        # Under 16-mixed the grad scaler expects (and skips) inf gradients itself.
+        if self.recipe.trainer.precision != "16-mixed":
+            check_finite_grads(self.drafter, self.global_step)
 
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
         gen = torch.Generator().manual_seed(self.recipe.run.seed + 7919 * batch_idx)  # same blocks every time

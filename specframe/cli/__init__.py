@@ -16,7 +16,7 @@ import logging
 import sys
 
 from specframe.cli import data, eval as eval_cmd, train
-from specframe.errors import ConfigError, PluginImportError
+from specframe.errors import ConfigError, PluginImportError, RunError
 
 FAMILIES = (train, eval_cmd, data)
 """Each module's `register(subparsers)` adds its commands, in this order in `specframe --help`."""
@@ -40,6 +40,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except RunError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     except PluginImportError as e:
         import traceback
 
