@@ -61,7 +61,7 @@ def find_eval_json(point_dir: Path, eval_cfg: Any = None) -> Path | None:
         except (OSError, json.JSONDecodeError):
             continue
         if isinstance(report, dict) and isinstance(report.get("summary") or report.get("benchmarks"), dict) \
-                and _eval_matches(report, eval_cfg):
+                and report.get("complete") is not False and _eval_matches(report, eval_cfg):
             return path
     return None
 
@@ -97,13 +97,26 @@ def print_plan(sweep: Sweep, with_eval: bool, file: Any = None) -> None:
 Runner = Callable[[list[str], Path, dict[str, str]], int]
 
 
+def _die_with_parent() -> None:
+    """In the child, before exec: SIGTERM it when the sweep dies, even by SIGKILL (Linux prctl PR_SET_PDEATHSIG),
+    so that a killed sweep never leaves a trainer writing into a folder that the next sweep will resume."""
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM), 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass  # not Linux: Ctrl-C still stops the child (subprocess.run kills it on KeyboardInterrupt)
+
+
 def subprocess_runner(argv: list[str], log: Path, env: dict[str, str]) -> int:
-    """Run one command with its output appended to `log`; returns the exit code."""
+    """Run one command with its output appended to `log`; returns the exit code. The child stops with the sweep."""
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "a") as f:
         f.write(f"\n$ {' '.join(argv)}\n")
         f.flush()
-        return subprocess.run(argv, stdout=f, stderr=subprocess.STDOUT, env=env).returncode
+        preexec = _die_with_parent if sys.platform.startswith("linux") else None
+        return subprocess.run(argv, stdout=f, stderr=subprocess.STDOUT, env=env, preexec_fn=preexec).returncode
 
 
 def train_command(sweep: Sweep, p: Point) -> list[str]:
@@ -137,29 +150,47 @@ def read_json(path: Path) -> Any:
         return None
 
 
+def _attempt(timing: dict[str, Any], kind: str, timing_path: Path, run: Callable[[], int]) -> int:
+    """Run one train/eval attempt, recorded in timing.json BEFORE it starts, so that a killed attempt's time is
+    kept: the next sweep finds it unfinished and closes it with the time its log was last written."""
+    record: dict[str, Any] = {"started_at": time.time(), "seconds": None, "returncode": None}
+    timing[f"{kind}_attempts"].append(record)
+    write_json(timing_path, timing)
+    t0 = time.time()
+    rc = run()
+    record.update(seconds=round(time.time() - t0, 3), returncode=rc, finished_at=time.strftime("%Y-%m-%dT%H:%M:%S"))
+    return rc
+
+
+def _close_killed_attempts(timing: dict[str, Any], point_dir: Path) -> None:
+    for kind in ("train", "eval"):
+        log = point_dir / f"{kind}.log"
+        for a in timing.setdefault(f"{kind}_attempts", []):
+            if a.get("returncode") is None and a.get("seconds") is None and "started_at" in a:
+                end = log.stat().st_mtime if log.is_file() else a["started_at"]
+                a.update(seconds=round(max(0.0, end - a["started_at"]), 3), returncode="killed")
+
+
 def run_point(sweep: Sweep, p: Point, with_eval: bool, env: dict[str, str], runner: Runner) -> bool:
     """Train (or resume) and evaluate one point; record wall times in <point>/timing.json. True on success."""
     p.output_dir.mkdir(parents=True, exist_ok=True)
     timing_path = p.output_dir / "timing.json"
     timing = read_json(timing_path) or {"train_attempts": [], "eval_attempts": []}
+    _close_killed_attempts(timing, p.output_dir)
     ok = True
     if p.name in sweep.trained_by:  # shares another point's training: only its eval runs here
         ok = (sweep.train_dir(p) / "summary.json").is_file()
     elif not (p.output_dir / "summary.json").is_file():
-        t0 = time.time()
-        rc = runner(train_command(sweep, p), p.output_dir / "train.log", env)
-        timing["train_attempts"].append({"seconds": round(time.time() - t0, 3), "returncode": rc,
-                                         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S")})
+        log = p.output_dir / "train.log"
+        rc = _attempt(timing, "train", timing_path, lambda: runner(train_command(sweep, p), log, env))
         ok = rc == 0 and (p.output_dir / "summary.json").is_file()
     if ok and with_eval and not find_eval_json(p.output_dir, sweep.recipes[p.name].eval):
-        t0 = time.time()
-        rc = runner(eval_command(sweep, p), p.output_dir / "eval.log", env)
-        timing["eval_attempts"].append({"seconds": round(time.time() - t0, 3), "returncode": rc,
-                                        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S")})
+        log = p.output_dir / "eval.log"
+        rc = _attempt(timing, "eval", timing_path, lambda: runner(eval_command(sweep, p), log, env))
         ok = rc == 0 and find_eval_json(p.output_dir, sweep.recipes[p.name].eval) is not None
-    # Wall time of the attempts this sweep saw (a killed attempt leaves no record).
-    timing["train_wall_s"] = round(sum(a["seconds"] for a in timing["train_attempts"]), 3)
-    timing["eval_wall_s"] = round(sum(a["seconds"] for a in timing["eval_attempts"]), 3)
+    # Wall time of every attempt, killed ones included (closed with their log's last write).
+    timing["train_wall_s"] = round(sum(a["seconds"] or 0 for a in timing["train_attempts"]), 3)
+    timing["eval_wall_s"] = round(sum(a["seconds"] or 0 for a in timing["eval_attempts"]), 3)
     write_json(timing_path, timing)
     return ok
 
