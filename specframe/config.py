@@ -7,8 +7,11 @@ one ConfigError listing every problem.
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import subprocess
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -67,8 +70,12 @@ class DataConfig:
     split_seed: int | None = None
     """Seed of the held-out split (default: run.seed). Fix it to compare training seeds on one split and cache."""
     num_workers: int = 0
+    allow_partial: bool = False
+    """Train on an unfinished `specframe regenerate` folder (manifest complete=false); refused otherwise."""
 
     def __post_init__(self) -> None:
+        if self.limit is not None and self.limit < 0:
+            raise ValueError(f"limit must be null (all conversations) or >= 0, got {self.limit}")
         for key in ("max_length", "batch_size", "num_anchors"):
             if getattr(self, key) < 1:
                 raise ValueError(f"{key} must be >= 1, got {getattr(self, key)}")
@@ -99,6 +106,10 @@ class OptimConfig:
             raise ValueError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
 
 
+PRECISIONS = ("32-true", "bf16-mixed", "16-mixed", "bf16-true", "16-true", "64-true")
+"""Lightning precision strings `trainer.precision` accepts."""
+
+
 @dataclass(kw_only=True)
 class TrainerConfig:
     max_steps: int = 100
@@ -120,8 +131,16 @@ class TrainerConfig:
     """torch.compile the drafter."""
 
     def __post_init__(self) -> None:
-        if self.max_steps < 1:
-            raise ValueError(f"max_steps must be >= 1, got {self.max_steps}")
+        for key in ("max_steps", "accumulate_grad_batches", "log_every_n_steps", "save_every_n_steps"):
+            if getattr(self, key) < 1:
+                raise ValueError(f"{key} must be >= 1, got {getattr(self, key)}")
+        if str(self.precision) not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}"
+                             f"{did_you_mean(str(self.precision), PRECISIONS)}")
+        if self.gradient_clip_val is not None and self.gradient_clip_val < 0:
+            raise ValueError(f"gradient_clip_val must be >= 0 or null, got {self.gradient_clip_val}")
+        if not self.limit_val_batches > 0:
+            raise ValueError(f"limit_val_batches must be > 0, got {self.limit_val_batches}")
 
 
 EVAL_DTYPES = ("float32", "bfloat16", "float16")
@@ -133,8 +152,9 @@ class EvalConfig:
     """The one evaluation configuration: the recipe's `eval:` section, which `specframe eval` flags override and
     every sweep point carries. `evaluation.runner.EvalSettings` adds only run-time switches to it."""
 
-    benchmarks: list[str] = field(default_factory=lambda: ["mt_bench", "humaneval", "gsm8k"])
-    """Registry names of benchmarks (`specframe list benchmarks`), or paths to .jsonl prompt files."""
+    benchmarks: list[str] = field(default_factory=lambda: ["mt_bench", "humaneval"])
+    """Registry names of benchmarks (`specframe list benchmarks`), or paths to .jsonl prompt files. Default: the
+    sets that ship in installed packages (offline); GSM8K needs a file or the hub (docs/evaluation.md)."""
     num_prompts: int = 8
     """Prompts per benchmark (each MT-Bench prompt gives two responses)."""
     max_new_tokens: int = 64
@@ -209,6 +229,11 @@ SECTIONS: dict[str, type | None] = {
     "target": None, "drafter": None, "alignment": None, "loss": None, "plugins": None,
 }
 TERM_KEYS = {"name", "weight", "label"}
+LIST_SECTIONS = {"loss": "[{name: ce, weight: 1.0}]", "alignment": "[{name: target_greedy_labels}]",
+                 "plugins": "[plugins.my_loss]"}
+REQUIRED_SECTIONS = ("target", "data")
+"""Sections a recipe (its base, overlays or overrides) must set: what to train against and on what data. Without
+them an empty file would validate and start the all-defaults run over the 17k ShareGPT conversations."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -287,6 +312,10 @@ def _check_sections(data: dict[str, Any], where: str) -> list[str]:
     return issues
 
 
+_REQUIRED_HINT = {"target": "e.g. `target: {name: smollm2}` or `{name: hf, model: ORG/NAME}`",
+                  "data": "e.g. `data: {train: sharegpt, limit: 2000}` or a .jsonl path"}
+
+
 def compose(path: str | Path, overlays: list[str | Path] = (), overrides: list[str] = (),
             load_plugins: bool = True) -> DictConfig:
     """Recipe (+ its one `base:`) + overlays + `key=value` overrides, as one DictConfig (not yet validated).
@@ -311,6 +340,14 @@ def compose(path: str | Path, overlays: list[str | Path] = (), overrides: list[s
             raise ConfigError(f"{o}: an overlay cannot name a base")
         layers.append((str(o), od))
     issues = [i for where, d in layers for i in _check_sections(d, where)]
+    for where, d in layers:  # a mapping where a list belongs would fail inside OmegaConf's merge
+        for key, example in LIST_SECTIONS.items():
+            if key in d and d[key] is not None and not isinstance(d[key], list):
+                issues.append(f"{where}: `{key}:` must be a list, like {example}; got a "
+                              f"{type(d[key]).__name__} {d[key]!r}")
+    given = {key for _, d in layers for key in d} | {o.lstrip("+").split(".", 1)[0] for o in overrides}
+    issues += [f"{path}: no `{s}:` section; a run needs one ({_REQUIRED_HINT[s]})"
+               for s in REQUIRED_SECTIONS if s not in given]
     if issues:
         raise ConfigError(issues)
     for where, d in layers:  # a relative .py path in `plugins:` is relative to the file that lists it, like base:
@@ -427,6 +464,41 @@ def registries() -> dict[str, Registry]:
             "strategy": DECODE_STRATEGIES}
 
 
+def check_types(schema: type, kwargs: dict[str, Any], where: str) -> tuple[dict[str, Any], list[str]]:
+    """Numbers of the right kind in a section, before its dataclass sees them: an `int` option gets an integer
+    (an integral float such as YAML's `1e4` becomes one), a `float` option a finite number, a `bool` option a
+    boolean. Returns the (converted) options and one issue per bad value."""
+    hints = typing.get_type_hints(schema)
+    out, issues = dict(kwargs), []
+    for key, value in kwargs.items():
+        hint = hints.get(key)
+        if hint is None or value is None:
+            continue
+        kinds = set(typing.get_args(hint)) if typing.get_origin(hint) in (typing.Union, types.UnionType) else {hint}
+        if isinstance(value, bool):
+            if bool not in kinds and Any not in kinds:
+                issues.append(f"{where}.{key}: expected {_kind_names(kinds)}, got the boolean {value!r}")
+            continue
+        if isinstance(value, float) and not math.isfinite(value):
+            issues.append(f"{where}.{key}: must be a finite number, got {value!r}")
+        elif isinstance(value, float) and int in kinds and float not in kinds:
+            if value.is_integer():
+                out[key] = int(value)
+            else:
+                issues.append(f"{where}.{key}: must be an integer, got {value!r}")
+        elif isinstance(value, str) and kinds & {int, float} and str not in kinds and Any not in kinds:
+            issues.append(f"{where}.{key}: must be {_kind_names(kinds)}, got the string {value!r}")
+        elif bool in kinds and not isinstance(value, bool) and kinds <= {bool, type(None)}:
+            issues.append(f"{where}.{key}: must be true or false, got {value!r}")
+    return out, issues
+
+
+def _kind_names(kinds: set[Any]) -> str:
+    names = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
+    text = " or ".join(names.get(k, getattr(k, "__name__", str(k))) for k in kinds if k is not type(None))
+    return text + (" (or null)" if type(None) in kinds else "")
+
+
 def _component(node: Any, where: str, reg: Registry, issues: list[str], term: bool = False) -> ComponentSpec | None:
     if not isinstance(node, dict) or "name" not in node:
         issues.append(f"{where}: expected a mapping with a 'name' key, got {node!r}")
@@ -441,6 +513,10 @@ def _component(node: Any, where: str, reg: Registry, issues: list[str], term: bo
     weight = node.get("weight", 1.0)
     if term and (not isinstance(weight, (int, float)) or isinstance(weight, bool)):
         issues.append(f"{where}.weight: must be a number, got {weight!r}")
+        return None
+    if term and not (math.isfinite(weight) and weight >= 0):
+        issues.append(f"{where}.weight: must be a finite number >= 0, got {weight!r} (a NaN or infinite weight "
+                      "trains to non-finite weights; a negative one maximises the term)")
         return None
     return ComponentSpec(name=str(node["name"]), options=options, label=str(node.get("label") or node["name"]),
                          weight=float(weight))
@@ -473,8 +549,16 @@ def validate_recipe(cfg: DictConfig | dict[str, Any], load_plugins: bool = True)
     for key, schema in SECTIONS.items():
         if schema is None:
             continue
+        node = plain.get(key) or {}
+        if not isinstance(node, dict):
+            issues.append(f"{key}: expected a mapping of options, got {type(node).__name__} {node!r}")
+            continue
+        kwargs, type_issues = check_types(schema, dict(node), key)
+        if type_issues:
+            issues.extend(type_issues)
+            continue
         try:
-            sections[key] = build_dataclass(schema, dict(plain.get(key) or {}), key)
+            sections[key] = build_dataclass(schema, kwargs, key)
         except ConfigError as e:
             issues.extend(e.issues)
     regs = registries()

@@ -1,4 +1,5 @@
-"""What a recipe needs from the machine, checked once per command: plugins, the features cache, the output folder.
+"""What a recipe needs from the machine, checked once per command: plugins, the features cache, the output folder,
+the training data.
 
 `config.validate_recipe` checks the recipe itself (schema, names, options, cross-field rules) and reads no file;
 this module checks the resources a command is about to use, and `prepare_recipe` does both, in that order:
@@ -21,7 +22,8 @@ from specframe.config import Recipe, requirement_issues, validate_recipe
 from specframe.errors import ConfigError
 
 
-def check_resources(recipe: Recipe, *, output_dir: bool = True, features_cache: bool = True) -> None:
+def check_resources(recipe: Recipe, *, output_dir: bool = True, features_cache: bool = True,
+                    data: bool = True) -> None:
     """Raise one ConfigError listing every resource problem of `recipe`.
 
     Args:
@@ -29,6 +31,8 @@ def check_resources(recipe: Recipe, *, output_dir: bool = True, features_cache: 
         output_dir: check that `run.output_dir` can be created and written (commands that write a run folder).
         features_cache: check that `data.features_cache` (when set) is a complete cache made for this recipe's
             target and data, and provides what its alignment strategies and loss terms need.
+        data: read the local training data without a model (exists, UTF-8, parses, enough usable
+            conversations; see data/check.py). Skipped when a features cache replaces the data.
     """
     issues: list[str] = []
     if features_cache and recipe.data.features_cache:
@@ -42,6 +46,10 @@ def check_resources(recipe: Recipe, *, output_dir: bool = True, features_cache: 
             issues.extend(requirement_issues(recipe.alignment, recipe.loss, frozenset({"labels"} | provided)))
     if output_dir:
         issues.extend(writable_issues(recipe.output_dir))
+    if data and not recipe.data.features_cache:
+        from specframe.data.check import check_data
+
+        issues.extend(check_data(recipe.data))
     if issues:
         raise ConfigError(issues)
 

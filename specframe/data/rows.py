@@ -47,7 +47,7 @@ def load_rows(cfg: DataConfig, tokenizer: Any, seed: int, conversations: list[An
 
     convs = conversations
     if convs is None:
-        convs = load_conversations(cfg.train, limit=cfg.limit)
+        convs = load_conversations(cfg.train, limit=cfg.limit, allow_partial=cfg.allow_partial)
     elif cfg.limit is not None:
         convs = convs[: cfg.limit]
     if len(convs) < 2:

@@ -100,23 +100,35 @@ def normalize_conversation(turns: Any) -> Conversation | None:
     Returns:
         The conversation, or None when nothing usable remains: no user turn, no assistant turn, a turn that
         is not a dict, or a role outside system/user/assistant (tool calls cannot be represented).
+        :func:`skip_reason` says which.
     """
+    return _normalize(turns)[0]
+
+
+def skip_reason(turns: Any) -> str | None:
+    """Why :func:`normalize_conversation` drops this record (one short phrase), or None if it keeps it."""
+    return _normalize(turns)[1]
+
+
+def _normalize(turns: Any) -> tuple[Conversation | None, str | None]:
     if not isinstance(turns, list):
-        return None
+        return None, "not a list of turns"
     messages: Conversation = []
     for turn in turns:
         if not isinstance(turn, dict):
-            return None
+            return None, "a turn that is not an object"
         if "role" in turn:
             raw_role, content = turn["role"], turn.get("content")
         elif "from" in turn:
             raw_role, content = turn["from"], turn.get("value")
         else:
-            return None
+            return None, "a turn with neither 'role' nor 'from'"
         role = ROLE_MAP.get(str(raw_role).strip().lower())
+        if role is None:
+            return None, f"unknown role {str(raw_role)!r}"
         text = _text(content)
-        if role is None or text is None:
-            return None
+        if text is None:
+            return None, "a turn whose content is not text"
         if not text.strip():
             continue
         if messages and messages[-1]["role"] == role:
@@ -124,14 +136,22 @@ def normalize_conversation(turns: Any) -> Conversation | None:
         else:
             messages.append({"role": role, "content": text})
 
+    if messages and all(m["role"] == "system" for m in messages):
+        return None, "only system messages"
     start = 1 if messages and messages[0]["role"] == "system" else 0
     first_user = next((i for i in range(start, len(messages)) if messages[i]["role"] == "user"), None)
     if first_user is None:
-        return None
+        return None, "no user turn" if messages else "no non-empty turn"
     messages = messages[:start] + messages[first_user:]
     if not any(m["role"] == "assistant" for m in messages):
-        return None  # nothing to train on: every loss-mask entry would be 0
-    return messages
+        return None, "no assistant turn"  # nothing to train on: every loss-mask entry would be 0
+    return messages, None
+
+
+def skipped_summary(reasons: dict[str, int], total: int, where: Any) -> str:
+    """'FILE: skipped 5 of 20 records: 3 unknown role 'narrator', 2 no assistant turn'."""
+    parts = ", ".join(f"{n} {why}" for why, n in sorted(reasons.items(), key=lambda kv: -kv[1]))
+    return f"{where}: skipped {sum(reasons.values())} of {total} records: {parts}"
 
 
 # ------------------------------------------------------------------------------------------ conversations
@@ -240,18 +260,20 @@ def _normalized(turn_lists: Iterator[Any], limit: int | None, path: Path) -> Ite
     """Normalise raw turn lists into conversations, skip (and count) unusable ones, stop after `limit`."""
     if limit == 0:
         return
-    count = skipped = 0
+    count = seen = 0
+    reasons: dict[str, int] = {}
     for turns in turn_lists:
-        conversation = normalize_conversation(turns)
+        seen += 1
+        conversation, why = _normalize(turns)
         if conversation is None:
-            skipped += 1
+            reasons[why or "unusable"] = reasons.get(why or "unusable", 0) + 1
             continue
         yield conversation
         count += 1
         if limit is not None and count >= limit:
             break
-    if skipped:
-        logger.info("%s: skipped %d records with no usable user/assistant exchange", path, skipped)
+    if reasons:  # said once per file, with the reasons: nothing is dropped silently
+        logger.warning("%s", skipped_summary(reasons, seen, path))
 
 
 def _sharegpt_conversations(path: Path, limit: int | None) -> Iterator[Conversation]:
@@ -301,21 +323,37 @@ def _jsonl_conversations(path: Path, limit: int | None) -> Iterator[Conversation
     return _normalized(turn_lists(), limit, path)
 
 
-def read_messages_dir(path: str | Path, limit: int | None = None) -> Iterator[Conversation]:
+def partial_folder_issue(path: Path) -> str | None:
+    """A `specframe regenerate` folder whose manifest.json says complete=false: the message, else None."""
+    manifest = path / "manifest.json"
+    try:
+        partial = manifest.is_file() and json.loads(manifest.read_text()).get("complete") is False
+    except (OSError, ValueError, AttributeError):
+        return f"{manifest}: not a readable JSON object; rerun `specframe regenerate` to rewrite it"
+    if not partial:
+        return None
+    return (f"{path} is a partial `specframe regenerate` folder (manifest.json: complete=false): rerun "
+            "`specframe regenerate` to finish it, or set data.allow_partial=true to train on the shards that exist")
+
+
+def read_messages_dir(path: str | Path, limit: int | None = None, allow_partial: bool = False
+                      ) -> Iterator[Conversation]:
     """Stream conversations from a folder of ``*.jsonl`` shards (e.g. the output of ``specframe regenerate``).
 
     Shards are read in name order (``shard-00000.jsonl``, ...), each like :func:`read_messages_jsonl`. A
-    ``manifest.json`` that says the folder is incomplete gets a warning: the missing shards are not read.
+    ``manifest.json`` that says the folder is incomplete is refused unless `allow_partial`.
     """
     _check_limit(limit)
     path = Path(path)
     shards = sorted(path.glob("*.jsonl"))
     if not shards:
         raise FileNotFoundError(f"data folder {path} holds no *.jsonl files (expected shard-00000.jsonl, ...)")
-    manifest = path / "manifest.json"
-    if manifest.is_file() and json.loads(manifest.read_text()).get("complete") is False:
-        logger.warning("%s is incomplete (manifest.json: complete=false): rerun `specframe regenerate` to finish "
-                       "it; training uses the %d shards that exist", path, len(shards))
+    issue = partial_folder_issue(path)
+    if issue and not allow_partial:
+        raise ValueError(issue)
+    if issue:
+        logger.warning("%s is incomplete (data.allow_partial=true): training uses the %d shards that exist",
+                       path, len(shards))
     count = 0
     for shard in shards:
         for conversation in read_messages_jsonl(shard, None if limit is None else limit - count):
@@ -368,7 +406,8 @@ def _read_hub(name: str, split: str, limit: int | None) -> Iterator[Conversation
     yield from _normalized(turn_lists(), limit, Path(name))
 
 
-def load_conversations(source: str, limit: int | None = None, split: str = "train") -> list[Conversation]:
+def load_conversations(source: str, limit: int | None = None, split: str = "train",
+                       allow_partial: bool = False) -> list[Conversation]:
     """Load training conversations from a named source.
 
     Args:
@@ -380,6 +419,7 @@ def load_conversations(source: str, limit: int | None = None, split: str = "trai
             Only a hub id ever touches the network.
         limit: keep at most this many conversations (None: all).
         split: the split of a hub dataset; ignored for the other sources.
+        allow_partial: read an unfinished `specframe regenerate` folder (refused otherwise).
 
     Returns:
         The conversations.
@@ -398,12 +438,15 @@ def load_conversations(source: str, limit: int | None = None, split: str = "trai
     lowered = source.lower()
     if lowered.endswith(".json") or lowered.endswith(".jsonl"):
         path = Path(source).expanduser()
+        if path.is_dir():
+            raise ValueError(f"data file {path} is a folder, not a file (a folder of *.jsonl shards must not be "
+                             "named .json/.jsonl)")
         if not path.is_file():
             raise FileNotFoundError(f"data file {path} does not exist (data source {source!r})")
         reader = read_sharegpt if lowered.endswith(".json") else read_messages_jsonl
         return list(reader(path, limit))
     if Path(source).expanduser().is_dir():  # a folder of *.jsonl shards, e.g. from `specframe regenerate`
-        return list(read_messages_dir(Path(source).expanduser(), limit))
+        return list(read_messages_dir(Path(source).expanduser(), limit, allow_partial))
     if os.path.exists(source):
         raise ValueError(
             f"data source {source!r} is an existing path but not a .json or .jsonl file; pass a ShareGPT .json "
