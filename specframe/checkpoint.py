@@ -63,11 +63,12 @@ def run_folder_of(checkpoint: Path) -> Path:
     return checkpoint.parent.parent if checkpoint.parent.name == "checkpoints" else checkpoint.parent
 
 
-def load_trained(path: str | Path) -> Trained:
+def load_trained(path: str | Path, checkpoint: dict[str, Any] | None = None) -> Trained:
     """Recipe, target, drafter and draft vocabulary of a trained run.
 
     Args:
         path: a run folder (uses checkpoints/best*.ckpt, else last.ckpt) or a .ckpt file.
+        checkpoint: the checkpoint dict when the caller already read it (with `load_checkpoint`).
 
     Raises:
         FileNotFoundError: no checkpoint at `path`.
@@ -77,7 +78,7 @@ def load_trained(path: str | Path) -> Trained:
     from specframe.components import build_components
 
     ckpt_path = resolve_checkpoint(path)
-    ckpt = load_checkpoint(ckpt_path)
+    ckpt = checkpoint if checkpoint is not None else load_checkpoint(ckpt_path)
     config = (ckpt.get("hyper_parameters") or {}).get("config")
     if not isinstance(config, dict):
         raise ConfigError(f"{ckpt_path}: no recipe in hyper_parameters['config']; is this a specframe checkpoint?")

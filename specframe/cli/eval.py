@@ -81,6 +81,31 @@ def settings_from(args: argparse.Namespace, recipe_eval: dict[str, Any]) -> Any:
         raise ConfigError(f"specframe eval: {e}") from None
 
 
+def preflight(settings: Any) -> None:
+    """Everything about the settings that can fail without a model: the strategy and each benchmark's prompts
+    (read now; hub benchmarks are only looked up, never downloaded here). Raises one ConfigError listing all."""
+    from specframe.decoding.engine import build_strategy
+    from specframe.evaluation.benchmarks import BENCHMARKS, build_benchmark
+
+    issues: list[str] = []
+    try:
+        build_strategy(dict(settings.strategy), where="--strategy")
+    except ConfigError as e:
+        issues.extend(e.issues)
+    for name in settings.benchmarks:
+        try:
+            bench = build_benchmark(name, settings.benchmark_options.get(name))
+            if not (name in BENCHMARKS and BENCHMARKS.get(name).meta.get("hub")):
+                bench.prompts(1)
+        except ConfigError as e:
+            issues.extend(e.issues)
+        except Exception as e:  # missing file, unreadable rows, a missing optional package
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            issues.append(f"benchmark {name!r}: {first}")
+    if issues:
+        raise ConfigError(issues)
+
+
 def place(trained: Any, dtype_name: str | None, device_name: str) -> tuple[Any, Any]:
     """Move target and drafter to one device and one dtype (speedups compare like with like)."""
     import torch
@@ -98,22 +123,30 @@ def place(trained: Any, dtype_name: str | None, device_name: str) -> tuple[Any, 
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from specframe.checkpoint import load_trained, resolve_checkpoint, run_folder_of
-    from specframe.evaluation.runner import Evaluator, markdown, write_report
+    from specframe.checkpoint import load_checkpoint, load_trained, resolve_checkpoint, run_folder_of
+    from specframe.evaluation.runner import Evaluator, markdown, write_partial, write_report
 
     if args.threads:
         torch.set_num_threads(args.threads)
     ckpt = resolve_checkpoint(args.path)
-    trained = load_trained(ckpt)
-    settings = settings_from(args, trained.recipe.get("eval", {}))
+    checkpoint = load_checkpoint(ckpt)  # weights_only: a planted pickle is refused here
+    recipe = (checkpoint.get("hyper_parameters") or {}).get("config") or {}
+    settings = settings_from(args, recipe.get("eval", {}) if isinstance(recipe, dict) else {})
+    preflight(settings)  # a typo or a missing prompt file fails now, not after the model loaded
+    trained = load_trained(ckpt, checkpoint=checkpoint)
     target, drafter = place(trained, settings.dtype, args.device)
     dtype = next(target.model.parameters()).dtype
     print(f"checkpoint {ckpt} | target {target.name} | {dtype} on {next(drafter.parameters()).device}")
-    report = Evaluator(target, drafter, trained.vocab, settings).run()
-    report["checkpoint"] = str(ckpt)
-    report["dtype"] = str(dtype).replace("torch.", "")
     title = f"Real-decoding evaluation of {ckpt}"
     out_dir = Path(args.out) if args.out else run_folder_of(ckpt) / "eval"
+    extra = {"checkpoint": str(ckpt), "dtype": str(dtype).replace("torch.", "")}
+
+    def finished(partial: dict[str, Any]) -> None:
+        path = write_partial({**partial, **extra}, out_dir)
+        print(f"{', '.join(partial['summary'])}: done, saved to {path}", flush=True)
+
+    report = Evaluator(target, drafter, trained.vocab, settings).run(on_benchmark=finished)
+    report.update(extra)
     if args.parity:
         report["parity"] = _parity(args, settings, target, drafter, trained.vocab)
     json_path, md_path = write_report(report, out_dir, title)

@@ -152,13 +152,21 @@ class Evaluator:
                 messages.append({"role": "assistant", "content": response_text(tok, out.tokens, self.eos)})
         return records
 
-    def run(self) -> dict[str, Any]:
+    def run(self, on_benchmark: Any = None) -> dict[str, Any]:
+        """Every benchmark in turn; `on_benchmark(report_so_far)` is called after each one finishes."""
         was_training = self.drafter.training
         self.drafter.eval()
+        per_bench: dict[str, list[ResponseRecord]] = {}
         try:
-            per_bench = {name: self.run_benchmark(name) for name in self.s.benchmarks}
+            for name in self.s.benchmarks:
+                per_bench[name] = self.run_benchmark(name)
+                if on_benchmark is not None and len(per_bench) < len(self.s.benchmarks):
+                    on_benchmark(self._report(per_bench))
         finally:
             self.drafter.train(was_training)
+        return self._report(per_bench)
+
+    def _report(self, per_bench: dict[str, list[ResponseRecord]]) -> dict[str, Any]:
         summaries = {name: summarize(recs, self.block_size) for name, recs in per_bench.items()}
         return {
             "settings": {**asdict(self.s), "block_size": self.block_size},
@@ -270,12 +278,21 @@ def report_tag(settings: dict[str, Any]) -> str:
             f"_m{settings['max_new_tokens']}")
 
 
+def write_partial(report: dict[str, Any], out_dir: Path) -> Path:
+    """<out_dir>/<tag>.partial.json: the benchmarks finished so far (a later failure keeps them). Never read as
+    a finished evaluation: `write_report` removes it when the whole report is written."""
+    path = out_dir / f"{report_tag(report['settings'])}.partial.json"
+    atomic_write(path, json.dumps({**report, "complete": False}, indent=2))
+    return path
+
+
 def write_report(report: dict[str, Any], out_dir: Path, title: str) -> tuple[Path, Path]:
     """Write <out_dir>/<tag>.json and .md atomically; returns both paths."""
     tag = report_tag(report["settings"])
     json_path, md_path = out_dir / f"{tag}.json", out_dir / f"{tag}.md"
     atomic_write(json_path, json.dumps(report, indent=2))
     atomic_write(md_path, markdown(report, title))
+    (out_dir / f"{tag}.partial.json").unlink(missing_ok=True)
     return json_path, md_path
 
 
