@@ -50,7 +50,8 @@ def held_out_tau(module: Any, loader: Any) -> dict[str, Any]:
 
 
 def make_loggers(recipe: Recipe, out: Path) -> list[Logger]:
-    loggers: list[Logger] = [CSVLogger(str(out), name="logs", version="")]
+    # Flushed at every logged step (not every 100): a kill loses no logged row (resume keeps rows before its step).
+    loggers: list[Logger] = [CSVLogger(str(out), name="logs", version="", flush_logs_every_n_steps=1)]
     if recipe.run.wandb:
         from lightning.pytorch.loggers import WandbLogger
 

@@ -32,7 +32,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    # `train RECIPE --plugin X key=value`: argparse ends `rest` at the option; the overrides after it belong there.
+    if unknown and hasattr(args, "rest") and not any(u.startswith("-") for u in unknown):
+        args.rest = [*args.rest, *unknown]
+    elif unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     if args.verbose:
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:

@@ -83,3 +83,12 @@ def test_section_given_as_a_scalar(tiny_recipe_dict) -> None:
     tiny_recipe_dict["trainer"] = 5
     with pytest.raises(ConfigError, match="trainer: expected a mapping of options, got int 5"):
         validate_recipe(tiny_recipe_dict)
+
+
+def test_plugin_option_before_the_overrides(tmp_path: Path, capsys) -> None:
+    (tmp_path / "my_plugin.py").write_text("X = 1\n")
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("target: {name: tiny}\ndata: {train: in_memory}\n"
+                      f"run: {{output_dir: {tmp_path / 'run'}}}\n")
+    assert main(["validate", str(recipe), "--plugin", str(tmp_path / "my_plugin.py"), "trainer.max_steps=3"]) == 0
+    assert "OK" in capsys.readouterr().out
