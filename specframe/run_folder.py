@@ -105,9 +105,10 @@ def check_same_recipe(folder: Path, resolved: dict[str, Any]) -> None:
 class RunFolder:
     """A claimed run folder (see the module docstring)."""
 
-    def __init__(self, path: Path, created: bool) -> None:
+    def __init__(self, path: Path, created: bool, owner: bool = True) -> None:
         self.path = path
         self.created = created
+        self.owner = owner  # False on ranks > 0: they neither mark nor clean the folder
         self._ok = False
         self._touched = False
 
@@ -117,7 +118,8 @@ class RunFolder:
 
     def succeeded(self) -> None:
         self._ok = True
-        (self.path / FAILED).unlink(missing_ok=True)
+        if self.owner:
+            (self.path / FAILED).unlink(missing_ok=True)
 
     def _failed(self, error: BaseException) -> None:
         if not self._touched and not self.created:
@@ -146,7 +148,7 @@ def claim_run_folder(path: Path, resolved: dict[str, Any]) -> Iterator[RunFolder
     """Check the recipe, take the lock, and on failure leave nothing that looks complete (rank 0 only)."""
     path = Path(path)
     if not is_rank_zero():
-        yield RunFolder(path, created=False)
+        yield RunFolder(path, created=False, owner=False)
         return
     created = not path.exists()
     if not created:

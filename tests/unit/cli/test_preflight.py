@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import pytest
 
-from specframe.errors import ConfigError
-from specframe.config import EvalConfig
 from specframe.cli.eval import preflight
+from specframe.config import EvalConfig
+from specframe.errors import ConfigError
 from specframe.evaluation.runner import EvalSettings
 
 
