@@ -231,9 +231,10 @@ SECTIONS: dict[str, type | None] = {
 TERM_KEYS = {"name", "weight", "label"}
 LIST_SECTIONS = {"loss": "[{name: ce, weight: 1.0}]", "alignment": "[{name: target_greedy_labels}]",
                  "plugins": "[plugins.my_loss]"}
-REQUIRED_SECTIONS = ("target", "data")
-"""Sections a recipe (its base, overlays or overrides) must set: what to train against and on what data. Without
-them an empty file would validate and start the all-defaults run over the 17k ShareGPT conversations."""
+REQUIRED_SECTIONS = ("target",)
+"""Sections a recipe (its base, overlays or overrides) must set: the target has no usable default (an empty file
+would validate and start the all-defaults run over the 17k ShareGPT conversations). `data` defaults to the
+shipped ShareGPT set on purpose."""
 
 
 @dataclass(frozen=True, kw_only=True)

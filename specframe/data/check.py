@@ -46,6 +46,8 @@ def check_data(cfg: Any) -> list[str]:
         if not lowered.endswith((".json", ".jsonl")):
             return [f"data.train: {path} is an existing path but not a .json or .jsonl file"]
         return _check_records([path], cfg)
+    if train.startswith(("/", "./", "../", "~")) or train.count("/") >= 2:  # a local path, not a hub owner/name
+        return [f"data.train: {path} does not exist (make it first, e.g. `specframe regenerate ... --out {train}`)"]
     return []  # a hub dataset id, or an unknown name that load_conversations explains
 
 

@@ -271,7 +271,12 @@ def test_a_missing_regenerated_folder_fails_only_its_point(tmp_path: Path, monke
         sweep.plan(sweep.parse_args([str(BASE), "--overlay", str(TINY), "--grid", str(grid)]))
     assert len(e.value.issues) == 1
     assert "point 'full_regenerated'" in e.value.issues[0] and "data/regenerated/smollm2_sharegpt" in e.value.issues[0]
-    (tmp_path / "data" / "regenerated" / "smollm2_sharegpt").mkdir(parents=True)
+    folder = tmp_path / "data" / "regenerated" / "smollm2_sharegpt"
+    folder.mkdir(parents=True)
+    with pytest.raises(sweep.ConfigError, match="holds no \\*.jsonl files"):  # an empty folder cannot train
+        sweep.plan(sweep.parse_args([str(BASE), "--overlay", str(TINY), "--grid", str(grid)]))
+    chat = [{"role": "user", "content": "Hi?"}, {"role": "assistant", "content": "Hello."}]
+    (folder / "shard-00000.jsonl").write_text("".join(json.dumps({"messages": chat}) + "\n" for _ in range(8)))
     plan = sweep.plan(sweep.parse_args([str(BASE), "--overlay", str(TINY), "--grid", str(grid)]))
     assert plan.directory == Path("runs/sweeps/paper_ablation") and len(plan.points) == 12
     assert plan.recipes["full_regenerated"].data.features_cache is None

@@ -95,7 +95,7 @@ def test_naming_another_drafter_replaces_the_section(recipes, tmp_path) -> None:
 
 
 def test_unknown_section_in_file_error_with_suggestion(tmp_path) -> None:
-    bad = write(tmp_path / "bad.yaml", "target: {name: tiny}\ndata: {}\noptimm: {lr: 1}\ntrainr: {}\n")
+    bad = write(tmp_path / "bad.yaml", "target: {name: tiny}\noptimm: {lr: 1}\ntrainr: {}\n")
     with pytest.raises(ConfigError) as info:
         compose(bad)
     assert len(info.value.issues) == 2

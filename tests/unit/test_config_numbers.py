@@ -59,8 +59,7 @@ def test_empty_recipe_is_refused_naming_the_sections(tmp_path: Path, capsys) -> 
     empty.write_text("")
     with pytest.raises(ConfigError) as info:
         compose(empty)
-    assert [i.split(": ", 1)[1].split(";")[0] for i in info.value.issues] == ["no `target:` section",
-                                                                              "no `data:` section"]
+    assert [i.split(": ", 1)[1].split(";")[0] for i in info.value.issues] == ["no `target:` section"]
     assert main(["validate", str(empty)]) == 2
     assert "no `target:` section" in capsys.readouterr().err
 
@@ -68,13 +67,13 @@ def test_empty_recipe_is_refused_naming_the_sections(tmp_path: Path, capsys) -> 
 def test_required_sections_may_come_from_overrides(tmp_path: Path) -> None:
     empty = tmp_path / "empty.yaml"
     empty.write_text("")
-    cfg = compose(empty, overrides=["target.name=tiny", "data.train=in_memory"])
+    cfg = compose(empty, overrides=["target.name=tiny"])
     assert cfg.target.name == "tiny"
 
 
 def test_loss_given_as_a_mapping(tmp_path: Path) -> None:
     path = tmp_path / "r.yaml"
-    path.write_text("target: {name: tiny}\ndata: {}\nloss: {name: ce, weight: 1.0}\n")
+    path.write_text("target: {name: tiny}\nloss: {name: ce, weight: 1.0}\n")
     with pytest.raises(ConfigError, match=r"`loss:` must be a list, like \[\{name: ce, weight: 1.0\}\]; got a dict"):
         compose(path)
 
