@@ -216,6 +216,17 @@ def pickle_train(ctx: Ctx, d: Path) -> dict[str, Any]:
             "pickle_ran": marker.exists()}
 
 
+def pickle_in_real_run(ctx: Ctx, d: Path) -> dict[str, Any]:
+    """A real trained run folder (its own recipe.resolved.yaml) whose last.ckpt was swapped for the pickle."""
+    marker = d / "PWNED"
+    shutil.copytree(ctx.good_run, d / "run")
+    plant(d / "run" / "checkpoints" / "last.ckpt", marker)
+    recipe = write_recipe(d, R(trainer__max_steps=3)(ctx, d))
+    rc, out = sh(ctx, ctx.cli("train", str(recipe)))
+    return {"rc": rc, "error": first_error(out) if rc else "", "where": where(rc, out, None),
+            "pickle_ran": marker.exists()}
+
+
 def pickle_sweep(ctx: Ctx, d: Path) -> dict[str, Any]:
     marker = d / "PWNED"
     recipe = write_recipe(d, R()(ctx, d))
@@ -346,6 +357,8 @@ def partial_regenerate(ctx: Ctx, d: Path) -> dict[str, Any]:
 
 CASES: list[Case] = [
     Case("1.train", "1", "planted pickle last.ckpt, `specframe train` resumes", pickle_train),
+    Case("1.train_real_run", "1", "a trained run folder with last.ckpt swapped for the pickle, train resumes",
+         pickle_in_real_run),
     Case("1.sweep", "1", "planted pickle last.ckpt in a sweep point, tools/sweep.py", pickle_sweep),
     Case("1.eval", "1", "planted pickle last.ckpt, `specframe eval RUN`", pickle_eval),
     Case("1.export", "1", "planted pickle last.ckpt, `specframe export RUN`", pickle_export),
