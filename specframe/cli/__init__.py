@@ -19,7 +19,7 @@ from specframe.cli import data, eval as eval_cmd, train
 from specframe.errors import ConfigError, PluginImportError, RunError
 
 FAMILIES = (train, eval_cmd, data)
-"""Each module's `register(subparsers)` adds its commands, in this order in `specframe --help`."""
+"""Each module's `COMMANDS` lists (name, help, add_arguments, run); they appear in this order in `--help`."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -27,7 +27,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true")
     sub = parser.add_subparsers(dest="command", required=True)
     for family in FAMILIES:
-        family.register(sub)
+        for name, help_text, add_arguments, run in family.COMMANDS:
+            p = sub.add_parser(name, help=help_text)
+            add_arguments(p)
+            p.set_defaults(func=run)
     return parser
 
 

@@ -142,10 +142,9 @@ def run_cache_features(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("regenerate", help="rewrite assistant turns with the target's own responses")
-    add_regenerate_arguments(p)
-    p.set_defaults(func=run_regenerate)
-    p = sub.add_parser("cache-features", help="run the target once and store its features on disk")
-    add_cache_arguments(p)
-    p.set_defaults(func=run_cache_features)
+COMMANDS = [
+    ("regenerate", "rewrite assistant turns with the target's own responses", add_regenerate_arguments,
+     run_regenerate),
+    ("cache-features", "run the target once and store its features on disk", add_cache_arguments, run_cache_features),
+]
+"""(name, help, add_arguments, run) of each command of this family; cli/__init__.py registers them."""

@@ -173,7 +173,5 @@ def _parity(args: argparse.Namespace, settings: Any, target: Any, drafter: Any, 
     return json.loads(json.dumps(rep))
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("eval", help="decode for real on benchmarks: τ_real, speedup, parity with τ_sim")
-    add_arguments(p)
-    p.set_defaults(func=run)
+COMMANDS = [("eval", "decode for real on benchmarks: τ_real, speedup, parity with τ_sim", add_arguments, run)]
+"""(name, help, add_arguments, run); cli/__init__.py registers it."""

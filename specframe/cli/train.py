@@ -55,14 +55,14 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("train", help="train a drafter from a recipe")
-    add_recipe_arguments(p)
-    p.set_defaults(func=cmd_train)
-    p = sub.add_parser("validate", help="check a recipe without loading any model")
-    add_recipe_arguments(p)
-    p.set_defaults(func=cmd_validate)
-    p = sub.add_parser("list", help="list registered components")
+def add_list_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("kind", nargs="?", choices=KINDS)
-    p.add_argument("--plugin", action="append", default=[])
-    p.set_defaults(func=cmd_list)
+    p.add_argument("--plugin", action="append", default=[], help="import this module or .py file first (repeatable)")
+
+
+COMMANDS = [
+    ("train", "train a drafter from a recipe", add_recipe_arguments, cmd_train),
+    ("validate", "check a recipe without loading any model", add_recipe_arguments, cmd_validate),
+    ("list", "list registered components", add_list_arguments, cmd_list),
+]
+"""(name, help, add_arguments, run) of each command of this family; cli/__init__.py registers them."""

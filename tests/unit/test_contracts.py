@@ -225,12 +225,16 @@ def test_train_alignment_keeps_shapes_and_changes_only_what_it_produces(name) ->
 
 
 # -- targets ---------------------------------------------------------------------------------------
+def _offline_target(name: str):
+    """The target built with default options, or a skip for a target that needs a download."""
+    if name not in OFFLINE_TARGETS and not TARGETS.get(name).meta.get("offline"):
+        pytest.skip(f"target '{name}' needs a model download or a cached model")
+    return TARGETS.build(name, {})
+
+
 @pytest.mark.parametrize("name", TARGET_NAMES)
 def test_offline_target_builds_and_taps_hidden_states(name) -> None:
-    entry = TARGETS.get(name)
-    if name not in OFFLINE_TARGETS and not entry.meta.get("offline"):
-        pytest.skip(f"target '{name}' needs a model download or a cached model")
-    target = TARGETS.build(name, {})
+    target = _offline_target(name)
     B, S = 2, 9
     ids = torch.randint(0, target.vocab_size - 4, (B, S))
     mask = torch.ones(B, S, dtype=torch.bool)
@@ -280,10 +284,7 @@ def test_drafter_satisfies_the_drafter_protocol_and_its_pieces_compose(name, tin
 def test_target_satisfies_the_target_protocol(name) -> None:
     from specframe.interfaces import Target, TargetSpec
 
-    entry = TARGETS.get(name)
-    if name not in OFFLINE_TARGETS and not entry.meta.get("offline"):
-        pytest.skip(f"target '{name}' needs a model download or a cached model")
-    target = TARGETS.build(name, {})
+    target = _offline_target(name)
     assert isinstance(target, Target)
     assert isinstance(target.spec, TargetSpec)
     assert target.lm_head_weight.shape == (target.vocab_size, target.hidden_size)
