@@ -235,6 +235,8 @@ REQUIRED_SECTIONS = ("target",)
 """Sections a recipe (its base, overlays or overrides) must set: the target has no usable default (an empty file
 would validate and start the all-defaults run over the 17k ShareGPT conversations). `data` defaults to the
 shipped ShareGPT set on purpose."""
+DEFAULT_LOSS_WEIGHT = 1.0
+"""A loss term's weight when the recipe gives none."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -242,7 +244,7 @@ class ComponentSpec:
     name: str
     options: dict[str, Any]
     label: str = ""
-    weight: float = 1.0
+    weight: float = DEFAULT_LOSS_WEIGHT
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -268,7 +270,7 @@ class Recipe:
 
 DEFAULTS: dict[str, Any] = {
     "run": {"name": "run"}, "data": {}, "target": {"name": "hf"}, "drafter": {"name": "block_diffusion"},
-    "alignment": [], "loss": [{"name": "ce", "weight": 1.0}], "optim": {}, "trainer": {}, "eval": {},
+    "alignment": [], "loss": [{"name": "ce", "weight": DEFAULT_LOSS_WEIGHT}], "optim": {}, "trainer": {}, "eval": {},
     "plugins": [],
 }
 
@@ -511,7 +513,7 @@ def _component(node: Any, where: str, reg: Registry, issues: list[str], term: bo
     except ConfigError as e:
         issues.extend(e.issues)
         return None
-    weight = node.get("weight", 1.0)
+    weight = node.get("weight", DEFAULT_LOSS_WEIGHT)
     if term and (not isinstance(weight, (int, float)) or isinstance(weight, bool)):
         issues.append(f"{where}.weight: must be a number, got {weight!r}")
         return None

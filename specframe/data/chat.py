@@ -190,3 +190,16 @@ def render_prompt(
     text = _render(tokenizer, turns_so_far, True, kwargs)
     # The template already wrote any bos it wants: adding special tokens again would double it.
     return list(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+def eos_ids(model: Any, tokenizer: Any) -> list[int]:
+    """End-of-sequence ids: the model's generation config's (an int or a list), then the tokenizer's eos.
+
+    The one lookup shared by decoding (when a response ends) and regeneration (when a reply ends).
+    """
+    extra = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    ids = [] if extra is None else [int(e) for e in (extra if isinstance(extra, (list, tuple)) else [extra])]
+    own = getattr(tokenizer, "eos_token_id", None)
+    if own is not None and int(own) not in ids:
+        ids.append(int(own))
+    return ids

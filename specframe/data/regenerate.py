@@ -31,7 +31,7 @@ import torch
 from torch import Tensor
 
 from specframe.atomic_files import atomic_path, write_json
-from specframe.data.chat import render_prompt
+from specframe.data.chat import eos_ids, render_prompt
 
 log = logging.getLogger(__name__)
 
@@ -103,14 +103,6 @@ class PerRowSampler:
         return forced
 
 
-def _eos_ids(model: Any, tokenizer: Any) -> list[int]:
-    ids = model.generation_config.eos_token_id
-    ids = [] if ids is None else [ids] if isinstance(ids, int) else list(ids)
-    if tokenizer.eos_token_id is not None and tokenizer.eos_token_id not in ids:
-        ids.append(tokenizer.eos_token_id)
-    return ids
-
-
 @torch.no_grad()
 def generate_replies(model: Any, tokenizer: Any, prompts: list[list[int]], settings: RegenerateSettings,
                      generators: list[torch.Generator] | None = None) -> list[str]:
@@ -128,7 +120,7 @@ def generate_replies(model: Any, tokenizer: Any, prompts: list[list[int]], setti
     """
     from transformers import GenerationConfig, LogitsProcessorList
 
-    eos = _eos_ids(model, tokenizer)
+    eos = eos_ids(model, tokenizer)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos[0]
     width = max(len(p) for p in prompts)
     device = next(model.parameters()).device

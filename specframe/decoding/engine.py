@@ -83,16 +83,10 @@ class DecodeResult:
 
 
 def eos_ids_of(target: Any) -> set[int]:
-    """End-of-sequence ids: the tokenizer's eos plus the model's generation config's (an int or a list)."""
-    ids: set[int] = set()
-    tok = getattr(target, "tokenizer", None)
-    if tok is not None and getattr(tok, "eos_token_id", None) is not None:
-        ids.add(int(tok.eos_token_id))
-    gen = getattr(getattr(target, "model", None), "generation_config", None)
-    extra = getattr(gen, "eos_token_id", None)
-    if extra is not None:
-        ids.update(int(e) for e in (extra if isinstance(extra, (list, tuple)) else [extra]))
-    return ids
+    """End-of-sequence ids of a target: the tokenizer's eos plus the model's generation config's."""
+    from specframe.data.chat import eos_ids
+
+    return set(eos_ids(getattr(target, "model", None), getattr(target, "tokenizer", None)))
 
 
 def build_strategy(spec: str | dict[str, Any] | DecodeStrategy | None = None,
