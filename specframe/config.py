@@ -364,7 +364,7 @@ def compose(path: str | Path, overlays: list[str | Path] = (), overrides: list[s
                 cfg[section] = {"name": d[section]["name"]}
         cfg = OmegaConf.merge(cfg, OmegaConf.create(d))  # lists (loss, alignment) are replaced, not merged
     # Import the plugins first (a `plugins=[...]` override included), so that overrides may set their options.
-    first = [o for o in overrides if o.lstrip("+").split("=", 1)[0] == "plugins"]
+    first = [o for o in overrides if o.lstrip("+").split("=", 1)[0].split(".")[0] == "plugins"]
     apply_overrides(cfg, first)
     _import_listed_plugins(cfg, load_plugins)
     apply_overrides(cfg, [o for o in overrides if o not in first])
@@ -382,7 +382,7 @@ def _import_listed_plugins(cfg: DictConfig, load: bool) -> None:
 
     plugins = cfg.get("plugins")
     if isinstance(plugins, ListConfig) and all(isinstance(p, str) for p in plugins):  # else validate_recipe says
-        cfg.plugins = [resolve_spec(p) for p in plugins]  # a `plugins=[...]` override is relative to the current folder
+        cfg.plugins = [resolve_spec(p) for p in plugins]  # what an override set is relative to the current folder
         if load:
             import_plugins(list(cfg.plugins))
 

@@ -219,7 +219,7 @@ def _plugin_recipe(folder: Path, term: str, out: Path, plugin_line: str | None =
     (folder / f"{term}.py").write_text(OPTION_PLUGIN.format(name=term))
     recipe = folder / "recipe.yaml"
     recipe.write_text(textwrap.dedent(f"""
-        plugins: [{plugin_line or f"{term}.py"}]
+        plugins: [{f"{term}.py" if plugin_line is None else plugin_line}]
         run: {{name: plug, output_dir: "{out}"}}
         target: {{name: tiny}}
         drafter: {{name: block_diffusion, block_size: 8}}
@@ -239,11 +239,13 @@ def test_override_sets_an_option_of_a_plugin_listed_in_the_recipe(tmp_path: Path
         compose(recipe, overrides=["loss.1.slto=2"])
 
 
-def test_plugins_override_is_imported_before_the_other_overrides(tmp_path: Path, monkeypatch) -> None:
-    recipe = _plugin_recipe(tmp_path / "plug", "opt_late_term", tmp_path / "out", plugin_line="")
+@pytest.mark.parametrize("form", ["plugins=[plug/{}.py]", "+plugins=[plug/{}.py]"])
+def test_plugins_override_is_imported_before_the_other_overrides(tmp_path: Path, monkeypatch, form) -> None:
+    term = "opt_late_add_term" if form.startswith("+") else "opt_late_term"
+    recipe = _plugin_recipe(tmp_path / "plug", term, tmp_path / "out", plugin_line="")
     monkeypatch.chdir(tmp_path)
-    cfg = compose(recipe, overrides=["loss.1.slot=3", "plugins=[plug/opt_late_term.py]"])
-    assert list(cfg.plugins) == [str((tmp_path / "plug" / "opt_late_term.py").resolve())]  # the current folder
+    cfg = compose(recipe, overrides=["loss.1.slot=3", form.format(term)])
+    assert list(cfg.plugins) == [str((tmp_path / "plug" / f"{term}.py").resolve())]  # the current folder
     assert validate_recipe(cfg).loss[1].options == {"slot": 3}
 
 
