@@ -14,8 +14,8 @@ import torch
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.loggers import CSVLogger, Logger
 
-from specframe.checkpoint import load_checkpoint
 from specframe.atomic_files import atomic_path, write_json
+from specframe.checkpoint import load_checkpoint
 from specframe.config import Recipe, save_resolved
 from specframe.data.datamodule import EpochShuffle
 from specframe.metrics import AcceptanceLength
