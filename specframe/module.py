@@ -86,7 +86,8 @@ class DraftTrainingModule(L.LightningModule):
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         loss, per_term, parts = self.step(batch, self.train_generator(self.global_step))
         self.train_tau(parts.correct, parts.mask, parts.block_valid)
-        self.log("train/loss", loss, prog_bar=True)
+        # sync_dist: under DDP each rank holds its share of the global loss; their mean is the loss
+        self.log("train/loss", loss, prog_bar=True, sync_dist=True)
         self.log_dict({f"train/loss/{k}": v.detach() for k, v in per_term.items()})
         self.log_dict(self.term_metrics("train"))
         self.log("train/tau_sim", self.train_tau, prog_bar=True)
