@@ -4,6 +4,8 @@ trained (resumably), evaluated and aggregated into one table and one chart.
     python tools/sweep.py RECIPE [--overlay FILE.yaml ...] [key=v1,v2 ...] [--grid GRID.yaml]
         [--sweep-dir DIR] [--name NAME] [--baseline POINT] [--dry-run] [--jobs N] [--no-eval] [--wandb]
         [--max-points N] [--only NAME,...] [--plugin MODULE] [--aggregate-only]
+        [--launcher submitit --partition P --gpus-per-point N --time-min M ...]   (Slurm, docs/sweeps.md)
+        [--search optuna --trials N [--storage URL | --journal FILE]]           (search, docs/sweeps.md)
 
     # the paper's ablation, plan only:
     python tools/sweep.py recipes/block_diffusion/smollm2_baseline.yaml --grid recipes/sweeps/paper_ablation.yaml --dry-run
@@ -27,6 +29,7 @@ from pathlib import Path
 from specframe.errors import ConfigError
 from specframe.sweeps.grid import (MAX_NAME, Point, Sweep, expand, load_grid, parse_axes,  # noqa: F401
                                    sanitize, select, split_values, validate_points)
+from specframe.sweeps.cluster import launch_search, launch_submitit
 from specframe.sweeps.results import aggregate
 from specframe.sweeps.run import Runner, eval_available, print_plan, run_sweep, subprocess_runner
 
@@ -54,6 +57,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--wandb", action="store_true", help="log every point to W&B, grouped under the sweep name")
     p.add_argument("--max-points", type=int, help="run at most this many unfinished points, then stop")
     p.add_argument("--aggregate-only", action="store_true", help="only rebuild results.md/.csv/.png")
+    from specframe.launchers import add_arguments as add_launcher_arguments
+    from specframe.search import add_arguments as add_search_arguments
+
+    add_launcher_arguments(p)  # --launcher submitit, --partition, ... (docs/sweeps.md: Slurm)
+    add_search_arguments(p)  # --search optuna, --trials, --storage, ... (docs/sweeps.md: Optuna)
     return p
 
 
@@ -82,7 +90,7 @@ def plan(args: argparse.Namespace) -> Sweep:
         points = select(points, args.only)
     sweep = Sweep(name=name, recipe=Path(args.recipe), overlays=list(args.overlay), plugins=list(args.plugin),
                   directory=directory, points=points, baseline=args.baseline or (grid.baseline if grid else None),
-                  wandb=args.wandb)
+                  wandb=args.wandb, grid=grid)
     validate_points(sweep)
     return sweep
 
@@ -98,14 +106,27 @@ def main(argv: list[str] | None = None, runner: Runner = subprocess_runner) -> i
     if with_eval and not eval_available():
         print("note: `specframe eval` is not available in this install; points are trained only", file=sys.stderr)
         with_eval = False
+    if args.search:
+        try:
+            return launch_search(sweep, args, with_eval, runner)
+        except ConfigError as e:
+            print(f"error: the search was not started: {e}", file=sys.stderr)
+            return 2
     if args.dry_run:
         print_plan(sweep, with_eval)
         return 0
     failed: list[str] = []
     if not args.aggregate_only:
         print_plan(sweep, with_eval)
-        failed = run_sweep(sweep, with_eval=with_eval, jobs=max(1, args.jobs), max_points=args.max_points,
-                           runner=runner)
+        if args.launcher == "submitit":
+            try:
+                failed = launch_submitit(sweep, args, with_eval)
+            except ConfigError as e:
+                print(f"error: the sweep was not started: {e}", file=sys.stderr)
+                return 2
+        else:
+            failed = run_sweep(sweep, with_eval=with_eval, jobs=max(1, args.jobs), max_points=args.max_points,
+                               runner=runner)
     aggregate(sweep)
     print(f"results: {sweep.directory / 'results.md'} (.csv, .png)")
     if failed:

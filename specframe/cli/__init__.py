@@ -5,6 +5,7 @@
     specframe list [drafters|targets|losses|alignments|strategies|benchmarks]     (cli/train.py)
     specframe eval RUN_OR_CHECKPOINT [--benchmarks ...]                           (cli/eval.py)
     specframe regenerate ... / specframe cache-features ...                       (cli/data.py)
+    specframe plan RECIPE [--gpus N --gpu-mem GiB]                                (cli/plan.py)
 
 The library never imports this package (tests/unit/test_architecture.py checks it). `python -m specframe`
 runs the same `main`.
@@ -15,10 +16,10 @@ import argparse
 import logging
 import sys
 
-from specframe.cli import data, eval as eval_cmd, train
+from specframe.cli import data, eval as eval_cmd, plan, train
 from specframe.errors import ConfigError, PluginImportError, RunError
 
-FAMILIES = (train, eval_cmd, data)
+FAMILIES = (train, eval_cmd, data, plan)
 """Each module's `COMMANDS` lists (name, help, add_arguments, run); they appear in this order in `--help`."""
 
 

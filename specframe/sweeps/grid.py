@@ -15,7 +15,7 @@ import yaml
 
 from specframe.errors import ConfigError, did_you_mean
 
-GRID_KEYS = {"name", "variants", "baseline", "seeds", "common", "include"}
+GRID_KEYS = {"name", "variants", "baseline", "seeds", "common", "include", "launcher", "search"}
 NAME_OK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 MAX_NAME = 100
 
@@ -54,6 +54,8 @@ class Sweep:
     """Point name -> its validated Recipe (filled by `validate_points`)."""
     trained_by: dict[str, str] = field(default_factory=dict)
     """Point name -> the earlier point whose training it shares (it differs from it only in `eval`)."""
+    grid: Grid | None = None
+    """The grid file it came from (its `launcher:` and `search:` sections)."""
 
     def train_dir(self, point: Point) -> Path:
         """Where the point's checkpoint and summary.json live: its own folder or that of the point it shares."""
@@ -158,6 +160,10 @@ class Grid:
     common: list[str] = field(default_factory=list)
     variant_seeds: dict[str, list[int]] = field(default_factory=dict)
     """Seeds of one variant (`{overrides: [...], seeds: [...]}`), in place of the grid's `seeds:`."""
+    launcher: dict[str, Any] = field(default_factory=dict)
+    """The `launcher:` section: submitit settings (specframe/launchers.py checks it)."""
+    search: dict[str, Any] = field(default_factory=dict)
+    """The `search:` section: parameter ranges of --search optuna (specframe/search.py checks it)."""
 
 
 def load_grid(path: str | Path, _included: bool = False) -> Grid:
@@ -218,6 +224,12 @@ def load_grid(path: str | Path, _included: bool = False) -> Grid:
         grid.variants[vname] = [o for o in ovs if o]
     if doc.get("seeds") is not None:
         grid.seeds = _seed_list(doc["seeds"], f"{path}: seeds", issues) or grid.seeds
+    for section in ("launcher", "search"):
+        value = doc.get(section) or {}
+        if not isinstance(value, dict):
+            issues.append(f"{path}: {section}: expected a mapping, got {type(value).__name__}")
+        else:
+            setattr(grid, section, {**getattr(grid, section), **value})
     if issues:
         raise ConfigError(issues)
     return grid

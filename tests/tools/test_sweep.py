@@ -351,3 +351,40 @@ def test_a_real_sweep_is_interrupted_and_resumed(tmp_path: Path) -> None:
     assert summary["steps"] == 2 and summary["run"] == "optim.lr-3e-3"
     md = (tmp_path / "sw" / "results.md").read_text()
     assert "`optim.lr-1e-3`" in md and "`optim.lr-3e-3`" in md and "| 1/1 |" in md
+
+
+class ScoringRunner(FakeRunner):
+    """A FakeRunner whose τ_sim after training is a made-up function of the point's loss.0.gamma override."""
+
+    def __call__(self, argv: list[str], log: Path, env: dict[str, str]) -> int:
+        rc = super().__call__(argv, log, env)
+        if "train" in argv:
+            gamma = float(next(a.split("=", 1)[1] for a in argv if a.startswith("loss.0.gamma=")))
+            out = Path(json.loads(next(a.split("=", 1)[1] for a in argv if a.startswith("run.output_dir="))))
+            (out / "summary.json").write_text(json.dumps({"tau_sim_before": 1.0,
+                                                          "tau_sim_after": 2.0 - abs(gamma - 10) / 20}))
+        return rc
+
+
+def test_optuna_search_runs_trials_resumes_its_study_and_writes_the_results(tmp_path: Path, capsys) -> None:
+    pytest.importorskip("optuna")
+    grid = _grid(tmp_path, "name: s\nsearch:\n  params:\n    loss.0.gamma: {low: 3, high: 20, log: true}\n"
+                           "    loss.1.weight: {low: 0.0, high: 1.0}\n")
+    full = ROOT / "recipes" / "block_diffusion" / "smollm2_full.yaml"
+    argv = [str(full), "--overlay", str(TINY), "--grid", str(grid), "--sweep-dir", str(tmp_path / "sw"), "--no-eval",
+            "--search", "optuna"]
+    runner = ScoringRunner()
+    assert sweep.main([*argv, "--trials", "3"], runner=runner) == 0
+    assert len(runner.calls) == 3 and (tmp_path / "sw" / "study.db").is_file()
+    assert sweep.main([*argv, "--trials", "5"], runner=runner) == 0  # the same study: 2 more trials, not 5
+    assert len(runner.calls) == 5
+    md = (tmp_path / "sw" / "results.md").read_text()
+    assert md.count("| `trial-") == 5
+    imp = (tmp_path / "sw" / "importance.md").read_text()
+    assert "5 complete trials" in imp and "| `loss.0.gamma` |" in imp
+    assert (tmp_path / "sw" / "search.png").is_file()
+    # a range naming a key the recipe does not have fails before any trial
+    bad = _grid(tmp_path, "search:\n  params:\n    loss.0.gama: {low: 3, high: 20}\n")
+    assert sweep.main([str(full), "--overlay", str(TINY), "--grid", str(bad), "--sweep-dir", str(tmp_path / "b"),
+                       "--search", "optuna", "--trials", "2", "--no-eval"], runner=_never) == 2
+    assert "loss.0.gama" in capsys.readouterr().err
