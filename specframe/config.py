@@ -118,7 +118,8 @@ class TrainerConfig:
     strategy: str = "auto"
     """Lightning strategy: auto, ddp, fsdp, deepspeed, ..."""
     precision: str = "32-true"
-    """Lightning precision: 32-true, bf16-mixed, 16-mixed, bf16-true."""
+    """Lightning precision: 32-true, bf16-mixed, 16-mixed, bf16-true, or auto (bf16-mixed where the device
+    computes bf16 natively, else 32-true; specframe/precision.py)."""
     gradient_clip_val: float | None = 1.0
     accumulate_grad_batches: int = 1
     val_every_n_steps: int = 50
@@ -143,7 +144,7 @@ class TrainerConfig:
             raise ValueError(f"limit_val_batches must be > 0, got {self.limit_val_batches}")
 
 
-EVAL_DTYPES = ("float32", "bfloat16", "float16")
+EVAL_DTYPES = ("float32", "bfloat16", "float16", "auto")
 """dtypes `eval.dtype` and `specframe eval --dtype` accept."""
 
 
@@ -170,7 +171,7 @@ class EvalConfig:
     speedup: bool = True
     """Also decode target-only on the same prompts to measure the speedup (false: τ only, about half the time)."""
     dtype: str | None = None
-    """dtype of target and drafter at evaluation: float32, bfloat16, float16 (default: the target's)."""
+    """dtype of target and drafter at evaluation: float32, bfloat16, float16, auto (default: the target's)."""
 
     def __post_init__(self) -> None:
         problems = [f"{key} must be >= 1, got {getattr(self, key)}"

@@ -36,7 +36,7 @@ def held_out_tau(module: Any, loader: Any) -> dict[str, Any]:
     was_training = module.drafter.training
     module.drafter.eval()
     metric = AcceptanceLength(module.drafter.block_size)
-    precision = module.recipe.trainer.precision
+    precision = trainer_precision(module.recipe)
     # Same numerics as validation inside the Trainer (bf16-mixed autocasts there).
     for i, batch in enumerate(loader):
         batch = {k: v.to(module.device) for k, v in batch.items()}
@@ -47,6 +47,13 @@ def held_out_tau(module: Any, loader: Any) -> dict[str, Any]:
     module.drafter.train(was_training)
     return {"tau_sim": float(metric.compute()), "blocks": int(metric.blocks),
             "slot_acceptance": [round(x, 4) for x in metric.slot_acceptance().tolist()]}
+
+
+def trainer_precision(recipe: Recipe) -> str:
+    """The Lightning precision this run uses (`auto` resolved for the device it trains on)."""
+    from specframe.precision import default_device, resolve_precision
+
+    return resolve_precision(recipe.trainer.precision, default_device(recipe.trainer.accelerator))
 
 
 def make_loggers(recipe: Recipe, out: Path) -> list[Logger]:
@@ -105,7 +112,7 @@ def build_trainer(recipe: Recipe, out: Path, callbacks: list[Any] = ()) -> L.Tra
         cbs.append(TQDMProgressBar(refresh_rate=1))
     return L.Trainer(
         max_steps=t.max_steps, accelerator=t.accelerator, devices=t.devices, strategy=t.strategy,
-        precision=t.precision, gradient_clip_val=t.gradient_clip_val,
+        precision=trainer_precision(recipe), gradient_clip_val=t.gradient_clip_val,
         accumulate_grad_batches=t.accumulate_grad_batches, val_check_interval=t.val_every_n_steps,
         check_val_every_n_epoch=None, limit_val_batches=t.limit_val_batches, log_every_n_steps=t.log_every_n_steps,
         logger=make_loggers(recipe, out), callbacks=cbs, enable_progress_bar=t.progress_bar,

@@ -34,9 +34,9 @@ def add_regenerate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="row i samples with seed + i (temperature > 0)")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--shard-size", type=int, default=256)
-    parser.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default=None,
-                        help="target weights dtype (default: bfloat16 with --target, the recipe's with "
-                             "--target-recipe)")
+    parser.add_argument("--dtype", choices=["auto", "float32", "bfloat16", "float16"], default=None,
+                        help="target weights dtype (default: auto with --target, i.e. bfloat16 where the device "
+                             "computes it natively, else float32; the recipe's with --target-recipe)")
     parser.add_argument("--turns", choices=["first", "all"], default="first",
                         help="first: answer only the first user turn (default); all: every user turn")
     parser.add_argument("--max-prompt-tokens", type=int, default=2048)
@@ -46,8 +46,16 @@ def add_regenerate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
+def _device(args: argparse.Namespace) -> str:
+    from specframe.precision import default_device
+
+    device = getattr(args, "device", "auto") or "auto"
+    return default_device() if device == "auto" else device
+
+
 def load_target(args: argparse.Namespace) -> tuple[Any, str | None]:
     """Build the target from --target or --target-recipe; returns it and the dtype it was loaded with."""
+    from specframe.precision import resolve_dtype
     from specframe.targets import TARGETS
 
     if args.target_recipe:
@@ -59,9 +67,11 @@ def load_target(args: argparse.Namespace) -> tuple[Any, str | None]:
         fields = {f.name for f in dataclasses.fields(entry.config)} if entry.config else set()
         if args.dtype and "dtype" in fields:
             options["dtype"] = args.dtype
+        if "dtype" in options:  # record the dtype that ran, not 'auto'
+            options["dtype"] = resolve_dtype(options["dtype"], _device(args), what="target.dtype")
         target = TARGETS.build(name, options, where=f"{args.target_recipe}: target")
         return target, options.get("dtype")
-    dtype = args.dtype or "bfloat16"
+    dtype = resolve_dtype(args.dtype or "auto", _device(args), what="target.dtype")
     return TARGETS.build("hf", {"model": args.target or DEFAULT_TARGET, "dtype": dtype}, where="--target"), dtype
 
 

@@ -113,6 +113,9 @@ def place(trained: Any, dtype_name: str | None, device_name: str) -> tuple[Any, 
     target, drafter = trained.target, trained.drafter
     device = torch.device("cuda" if device_name == "auto" and torch.cuda.is_available() else
                           "cpu" if device_name == "auto" else device_name)
+    from specframe.precision import resolve_dtype
+
+    dtype_name = resolve_dtype(dtype_name, device.type, what="eval dtype")
     dtype = getattr(torch, dtype_name) if dtype_name else next(target.model.parameters()).dtype
     target.model.to(device=device, dtype=dtype)
     drafter.to(device=device, dtype=dtype)

@@ -72,6 +72,10 @@ def target_fingerprint(spec: ComponentSpec) -> dict[str, Any]:
 
     cfg = TARGETS.get(spec.name, where="target.name").make_config(dict(spec.options), "target")
     options = dataclasses.asdict(cfg) if cfg is not None else {}
+    if options.get("dtype") == "auto":  # the features depend on the dtype that ran, not on the word 'auto'
+        from specframe.precision import default_device, resolve_dtype
+
+        options["dtype"] = resolve_dtype("auto", default_device(), what="target.dtype")
     return _plain({"name": spec.name, **{k: v for k, v in options.items() if k not in IGNORED_TARGET_OPTIONS}})
 
 

@@ -99,8 +99,8 @@ class HFTargetConfig:
     """Hub id (e.g. Qwen/Qwen3-8B), local folder, path to a .gguf file, or the built-in 'smollm2-135m-instruct'."""
     revision: str | None = None
     """Hub revision (branch, tag or commit) to pin."""
-    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
-    """Weights dtype of the frozen target."""
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "float32"
+    """Weights dtype of the frozen target; auto: bfloat16 where the device computes it natively, else float32."""
     num_taps: int = 3
     """How many layers to tap when tap_layers is not given (spread evenly from layer 1 to L-3)."""
     tap_layers: list[int] | None = None
@@ -120,9 +120,12 @@ def build_hf_target(cfg: HFTargetConfig) -> HFTarget:
     """Any Hugging Face causal LM (hub id, local folder, GGUF file), frozen, with tapped hidden states."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from specframe.precision import default_device, resolve_dtype
+
     source, kwargs = resolve_model_source(cfg.model)
-    dtype = DTYPES[cfg.dtype]
-    log.info("loading target %s (%s)", cfg.model, cfg.dtype)
+    dtype_name = resolve_dtype(cfg.dtype, default_device(), what="target.dtype")
+    dtype = DTYPES[dtype_name]
+    log.info("loading target %s (%s)", cfg.model, dtype_name)
     tok = AutoTokenizer.from_pretrained(source, revision=cfg.revision, **kwargs)
     model = AutoModelForCausalLM.from_pretrained(source, revision=cfg.revision, dtype=dtype,
                                                  attn_implementation=cfg.attn_implementation, **kwargs)

@@ -90,7 +90,7 @@ def test_recipe_eval_settings_choose_dtype_and_skip_the_speedup(tmp_path, prompt
 def test_a_bad_eval_dtype_is_a_config_error():
     from specframe.errors import ConfigError
 
-    with pytest.raises(ConfigError, match="float32, bfloat16 or float16"):
+    with pytest.raises(ConfigError, match="float32, bfloat16, float16 or auto"):
         validate_recipe(compose(RECIPES / "quickstart.yaml", [RECIPES / "debug" / "tiny.yaml"], ["eval.dtype=fp8"]))
 
 
