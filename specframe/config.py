@@ -67,6 +67,9 @@ class DataConfig:
     """Drop conversations with fewer supervised (assistant) tokens than this after truncation."""
     features_cache: str | None = None
     """Folder written by `specframe cache-features`: read target features instead of running the target."""
+    exclude_benchmarks: bool = True
+    """Drop training conversations whose user turns contain an MT-Bench, HumanEval or GSM8K prompt
+    (specframe/data/decontaminate.py): never train on what τ_real is measured on."""
     split_seed: int | None = None
     """Seed of the held-out split (default: run.seed). Fix it to compare training seeds on one split and cache."""
     num_workers: int = 0

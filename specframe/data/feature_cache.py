@@ -51,7 +51,7 @@ DTYPES = {"bfloat16": torch.bfloat16, "float32": torch.float32}
 # Target options that do not change the stored features, so a cache made with another value still fits.
 IGNORED_TARGET_OPTIONS = frozenset({"attn_implementation", "spare_token_id"})
 # Data settings that change which rows exist and what tokens they hold (batch size, anchors... do not).
-DATA_KEYS = ("train", "limit", "val_conversations", "max_length", "min_supervised")
+DATA_KEYS = ("train", "limit", "val_conversations", "max_length", "min_supervised", "exclude_benchmarks")
 
 
 def shard_name(i: int) -> str:

@@ -37,6 +37,21 @@ def render_all(tokenizer: Any, convs: list[Any], cfg: DataConfig, desc: str, off
     return rows
 
 
+def exclude_benchmark_prompts(convs: list[Any]) -> list[Any]:
+    """Drop conversations that contain an evaluation prompt (data.exclude_benchmarks), saying how many."""
+    from specframe.data.decontaminate import benchmark_index, drop_benchmark_conversations
+
+    index = benchmark_index()
+    kept, dropped = drop_benchmark_conversations(convs, index)
+    checked = ", ".join(f"{k} {v}" for k, v in index.sources.items()) or "none available"
+    msg = (f"benchmark check: dropped {len(dropped)} of {len(convs)} conversations that contain an evaluation "
+           f"prompt (prompt turns indexed: {checked})")
+    if dropped:
+        msg += "; e.g. " + ", ".join(hit for _, hit in dropped[:5])
+    log.warning(msg)
+    return kept
+
+
 def load_rows(cfg: DataConfig, tokenizer: Any, seed: int, conversations: list[Any] | None = None
               ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[Any]]:
     """Load, split (seeded) and render the data: (train rows, held-out rows, held-out conversations).
@@ -50,6 +65,8 @@ def load_rows(cfg: DataConfig, tokenizer: Any, seed: int, conversations: list[An
         convs = load_conversations(cfg.train, limit=cfg.limit, allow_partial=cfg.allow_partial)
     elif cfg.limit is not None:
         convs = convs[: cfg.limit]
+    if cfg.exclude_benchmarks:
+        convs = exclude_benchmark_prompts(list(convs))
     if len(convs) < 2:
         raise ValueError(f"data.train={cfg.train!r} gave {len(convs)} conversations; need at least 2")
     train, val = split_conversations(list(convs), cfg.val_conversations, seed)
