@@ -164,8 +164,9 @@ class EvalConfig:
     max_new_tokens: int = 64
     temperature: float = 0.0
     """0: greedy; > 0: lossless speculative sampling."""
-    block_size: int | None = None
-    """Block size at evaluation (default: the drafter's)."""
+    block_size: int | Literal["auto"] | None = None
+    """Block size at evaluation (default: the drafter's); auto: the one that decodes fastest on pilot prompts
+    (specframe/evaluation/block_choice.py)."""
     strategy: dict[str, Any] = field(default_factory=lambda: {"name": "single"})
     """Test-time strategy (an entry of specframe.decoding.strategies) and its options."""
     tau_real_every_n_steps: int = 0
@@ -181,7 +182,9 @@ class EvalConfig:
                     for key in ("num_prompts", "max_new_tokens", "tau_real_prompts") if getattr(self, key) < 1]
         if self.temperature < 0:
             problems.append(f"temperature must be >= 0, got {self.temperature}")
-        if self.block_size is not None and self.block_size < 2:
+        if isinstance(self.block_size, str) and self.block_size != "auto":
+            problems.append(f"block_size must be an integer >= 2 or auto, got {self.block_size!r}")
+        elif isinstance(self.block_size, int) and self.block_size < 2:
             problems.append(f"block_size must be >= 2 (one anchor and at least one drafted token), "
                             f"got {self.block_size}")
         if self.tau_real_every_n_steps < 0:

@@ -28,7 +28,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--num-prompts", type=int, help="prompts per benchmark")
     p.add_argument("--max-new-tokens", type=int, help="tokens generated per response")
     p.add_argument("--temperature", type=float, help="0: greedy (default); > 0: lossless speculative sampling")
-    p.add_argument("--block-size", type=int, help="block size B at decode time (default: the drafter's)")
+    p.add_argument("--block-size", type=_block_size,
+                   help="block size B at decode time (default: the drafter's); auto: the fastest on pilot prompts")
     p.add_argument("--strategy", help="test-time strategy: single or self_selection (`specframe list strategies`)")
     p.add_argument("--strategy-opt", action="append", default=[], metavar="KEY=VALUE",
                    help="strategy option, e.g. num_drafts=4 (repeatable)")
@@ -42,6 +43,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", help="output folder (default: RUN/eval)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def _block_size(text: str) -> int | str:
+    if text == "auto":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 2 or auto, got {text!r}") from None
 
 
 def parse_options(items: list[str], where: str) -> dict[str, Any]:
@@ -143,6 +153,9 @@ def run(args: argparse.Namespace) -> int:
     title = f"Real-decoding evaluation of {ckpt}"
     out_dir = Path(args.out) if args.out else run_folder_of(ckpt) / "eval"
     extra = {"checkpoint": str(ckpt), "dtype": str(dtype).replace("torch.", "")}
+    if settings.block_size == "auto":  # chosen by timing pilot prompts; the table goes into every report
+        settings, block_choice = _choose_block(settings, target, drafter, trained.vocab)
+        extra["block_choice"] = block_choice
 
     def finished(partial: dict[str, Any]) -> None:
         path = write_partial({**partial, **extra}, out_dir)
@@ -150,6 +163,8 @@ def run(args: argparse.Namespace) -> int:
 
     report = Evaluator(target, drafter, trained.vocab, settings).run(on_benchmark=finished)
     report.update(extra)
+    if "block_choice" in extra:
+        report["settings"]["block_size_requested"] = "auto"
     if args.parity:
         report["parity"] = _parity(args, settings, target, drafter, trained.vocab)
     json_path, md_path = write_report(report, out_dir, title)
@@ -160,6 +175,21 @@ def run(args: argparse.Namespace) -> int:
         print(format_parity(report["parity"]))
     print(f"\nwrote {json_path} and {md_path}")
     return 0
+
+
+def _choose_block(settings: Any, target: Any, drafter: Any, vocab: Any) -> tuple[Any, dict[str, Any]]:
+    """Resolve block_size auto by timing pilot prompts (the ones after the evaluated ones)."""
+    import dataclasses
+
+    from specframe.decoding.engine import build_strategy, eos_ids_of
+    from specframe.evaluation.block_choice import choose_block_size, format_choice
+
+    chosen, entry = choose_block_size(target, drafter, vocab, build_strategy(settings.strategy),
+                                      benchmarks=settings.benchmarks, options=settings.benchmark_options,
+                                      skip=settings.num_prompts, max_new_tokens=settings.max_new_tokens,
+                                      eos_ids=eos_ids_of(target))
+    print(format_choice(entry))
+    return dataclasses.replace(settings, block_size=chosen), entry
 
 
 def _parity(args: argparse.Namespace, settings: Any, target: Any, drafter: Any, vocab: Any) -> dict[str, Any]:

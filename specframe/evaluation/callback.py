@@ -68,7 +68,7 @@ class TauRealCallback(L.Callback):
         try:
             summary = decode_tau(target, drafter, pl_module.vocab, prompts, max_new_tokens=self.cfg.max_new_tokens,
                                  temperature=self.cfg.temperature, strategy=self.cfg.strategy,
-                                 block_size=self.cfg.block_size)
+                                 block_size=None if self.cfg.block_size == "auto" else self.cfg.block_size)
         finally:
             drafter.train(was_training)
         return summary["tau"]

@@ -100,6 +100,8 @@ class Evaluator:
 
     def __init__(self, target: Any, drafter: nn.Module, vocab: Any, settings: EvalSettings):
         self.target, self.drafter, self.vocab, self.s = target, drafter, vocab, settings
+        if settings.block_size == "auto":
+            raise ValueError("block_size auto must be resolved first (specframe.evaluation.block_choice)")
         self.block_size = settings.block_size or drafter.block_size
         self.strategy = build_strategy(settings.strategy)
         self.eos = eos_ids_of(target)
@@ -267,6 +269,13 @@ def markdown(report: dict[str, Any], title: str = "Real-decoding evaluation") ->
               "| benchmark | " + " | ".join(f"k={k}" for k in range(1, B)) + " |", "|---|" + "---|" * (B - 1)]
     for name, s in rows:
         lines.append(f"| {name} | " + " | ".join(_fmt(x) for x in s["slot_acceptance"]) + " |")
+    choice = report.get("block_choice")
+    if choice and choice.get("table"):
+        lines += ["", f"## Block size: auto -> {choice['chosen']}", "",
+                  f"Chosen by {choice['rule']}; {choice['pilot_prompts']} pilot prompts, "
+                  f"{choice['pilot_max_new_tokens']} new tokens each.", "",
+                  "| B | τ (pilot) | decoded tok/s (pilot) |", "|---|---|---|"]
+        lines += [f"| {r['block_size']} | {r['tau']:.3f} | {r['tokens_per_second']:.1f} |" for r in choice["table"]]
     return "\n".join(lines) + "\n"
 
 

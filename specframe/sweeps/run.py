@@ -33,7 +33,7 @@ def _eval_matches(report: dict[str, Any], eval_cfg: Any) -> bool:
             "max_new_tokens": eval_cfg.max_new_tokens, "temperature": eval_cfg.temperature,
             "strategy": dict(eval_cfg.strategy)}
     if eval_cfg.block_size is not None:
-        want["block_size"] = eval_cfg.block_size
+        want["block_size" if eval_cfg.block_size != "auto" else "block_size_requested"] = eval_cfg.block_size
     have_strategy = dict(s.get("strategy") or {})
     for key, value in want.items():
         if key not in s:
