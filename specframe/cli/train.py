@@ -29,7 +29,20 @@ def cmd_train(args: argparse.Namespace) -> int:
     print(f"held-out τ_sim after  training: {summary['tau_sim_after']:.3f}   "
           f"({summary['held_out_blocks']} blocks, {summary['steps']} steps)")
     print(f"run folder: {summary['output_dir']}  (summary.json, checkpoints/, logs/)")
+    print(f"measure τ_real and the speedup by decoding for real:\n  {eval_command(recipe)}")
     return 0
+
+
+def eval_command(recipe: Any) -> str:
+    """The `specframe eval` command that measures this run (benchmarks, prompts and tokens from its eval: section)."""
+    e = recipe.eval
+    parts = ["specframe eval", str(recipe.output_dir), "--benchmarks", *e.benchmarks,
+             "--num-prompts", str(e.num_prompts), "--max-new-tokens", str(e.max_new_tokens)]
+    if e.block_size is None:  # the recipe's block size and dtype apply by default; say the usual choices
+        parts += ["--block-size", "auto"]
+    if e.dtype is None:
+        parts += ["--dtype", "float32"]  # bit-exact greedy on CPU
+    return " ".join(parts)
 
 
 def component_registries() -> dict[str, Any]:
