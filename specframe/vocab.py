@@ -26,7 +26,9 @@ class DraftVocab(nn.Module):
     @classmethod
     def from_config(cls, drafter_options: dict[str, Any], vocab_size: int) -> DraftVocab:
         size = drafter_options.get("draft_vocab_size")
-        return cls(vocab_size, int(size) if size else None)
+        # A draft vocabulary at least as large as the target's is the full one (e.g. a CPU recipe's 8,192 run
+        # with a tiny test target): no reduction, rather than ids that do not exist.
+        return cls(vocab_size, int(size) if size and int(size) < vocab_size else None)
 
     @property
     def reduced(self) -> bool:

@@ -90,3 +90,10 @@ def test_wandb_offline_run_is_written_into_the_run_folder(recipe_factory, conver
     train(recipe, conversations=conversations)
     runs = list((tmp_path / "run").rglob("offline-run-*"))
     assert runs, "wandb wrote no offline run under the run folder"
+
+
+def test_a_draft_vocabulary_as_large_as_the_targets_is_the_full_one() -> None:
+    """A CPU recipe's draft_vocab_size: 8192 run with a 260-token test target: no reduction, no bad ids."""
+    assert not DraftVocab.from_config({"draft_vocab_size": 8192}, 260).reduced
+    assert not DraftVocab.from_config({"draft_vocab_size": 260}, 260).reduced
+    assert DraftVocab.from_config({"draft_vocab_size": 100}, 260).reduced
