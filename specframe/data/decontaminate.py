@@ -1,6 +1,6 @@
 """Never train on benchmark prompts: drop training conversations whose user turns match an evaluation prompt.
 
-τ_real is measured on MT-Bench, HumanEval and GSM8K prompts (specframe/evaluation/benchmarks.py). A drafter
+τ_real is measured on MT-Bench, HumanEval and GSM8K prompts (specframe/evaluation/prompt_sets.py). A drafter
 that saw those prompts, or the target's answers to them, in training would be measured on its training data.
 ShareGPT is scraped chat logs and does contain pasted benchmark questions, so every training source is checked
 (`data.exclude_benchmarks`, default on), regenerated or not: the check looks at the user turns, which
@@ -71,7 +71,7 @@ class BenchmarkIndex:
 
 
 def _loaders() -> dict[str, Callable[[], list[Any]]]:
-    from specframe.data.sources import gsm8k_prompts, humaneval_prompts, mt_bench_prompts
+    from specframe.evaluation.prompt_sets import gsm8k_prompts, humaneval_prompts, mt_bench_prompts
 
     return {"mt_bench": mt_bench_prompts, "humaneval": humaneval_prompts, "gsm8k": gsm8k_prompts}
 

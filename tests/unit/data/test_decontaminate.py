@@ -5,7 +5,7 @@ import pytest
 
 from specframe.data import decontaminate
 from specframe.data.decontaminate import BenchmarkIndex, benchmark_index, drop_benchmark_conversations
-from specframe.data.sources import Prompt
+from specframe.evaluation.prompt_sets import Prompt
 
 GSM = ("Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in May. "
        "How many clips did Natalia sell altogether in April and May?")
@@ -73,7 +73,7 @@ def test_real_benchmarks_are_indexed_when_installed():
     index = benchmark_index()
     if not index.sources.get("gsm8k") or not index.sources.get("humaneval"):
         pytest.skip("benchmark data not installed")
-    from specframe.data.sources import gsm8k_prompts, humaneval_prompts
+    from specframe.evaluation.prompt_sets import gsm8k_prompts, humaneval_prompts
 
     q = gsm8k_prompts(limit=1)[0].turns[0]
     stub = humaneval_prompts(limit=1)[0].reference
