@@ -81,7 +81,7 @@ class ResumeDataPosition(L.Callback):
 
     Lightning restores step, optimiser and scheduler, but restarts a plain DataLoader at the epoch's first batch.
     Our sampler's order depends only on (seed, epoch), so skipping the completed batches gives exactly the data
-    an uninterrupted run would see. (Under a distributed sampler Lightning wraps ours; then the epoch restarts.)
+    an uninterrupted run would see, on every data-parallel rank (each skips its own share).
     """
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:

@@ -6,7 +6,7 @@ from typing import Any
 
 import lightning as L
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from specframe.config import DataConfig
 from specframe.data.rows import load_rows, split_conversations  # noqa: F401  (split_conversations: public here too)
@@ -28,26 +28,37 @@ class RenderedDataset(Dataset):
         return row if self.features is None else {**row, **self.features.row(row["index"])}
 
 
-class EpochShuffle(Sampler[int]):
+class EpochShuffle(DistributedSampler):
     """Seeded shuffle whose order depends only on (seed, epoch), not on how many epochs this process has run.
 
     Lightning calls `set_epoch` at every epoch start, resumed runs included, so a run resumed from a checkpoint
     sees the same batches as an uninterrupted one (a DataLoader's own generator would restart its sequence).
+
+    Data-parallel: rank r of `world` takes items r, r + world, ... of the same order (the tail that does not
+    divide is dropped), so that step k's batches of all ranks together are step k's batch of one process with
+    world x the batch size. It is a DistributedSampler so that Lightning uses it as it is instead of wrapping
+    it in its own shuffling DistributedSampler (which would reorder the global batch).
     """
 
-    def __init__(self, n: int, seed: int):
+    def __init__(self, n: int, seed: int, rank: int = 0, world: int = 1):  # noqa: D107  (no super(): no dataset)
+        if not 0 <= rank < world:
+            raise ValueError(f"rank {rank} outside [0, {world})")
         self.n, self.seed, self.epoch = n, seed, 0
-        self.skip = 0  # samples of this epoch already consumed before an interruption (set on resume)
+        self.rank, self.world = rank, world
+        self.num_replicas = world  # what DistributedSampler users read
+        self.skip = 0  # samples of this rank's share of the epoch consumed before an interruption (set on resume)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
     def __len__(self) -> int:
-        return self.n - self.skip
+        return (self.n if self.world == 1 else self.n // self.world) - self.skip
 
     def __iter__(self):
         g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
         order = torch.randperm(self.n, generator=g).tolist()
+        if self.world > 1:
+            order = order[: self.n - self.n % self.world][self.rank :: self.world]
         skip, self.skip = self.skip, 0  # only the resumed epoch starts late
         return iter(order[skip:])
 
@@ -111,7 +122,9 @@ class ChatDataModule(L.LightningDataModule):
             self.features.check_rows(self.train_rows + self.val_rows, self.tokenizer)
 
     def _loader(self, rows: list[dict[str, Any]], shuffle: bool) -> DataLoader:
-        sampler = EpochShuffle(len(rows), self.seed) if shuffle else None
+        trainer = getattr(self, "trainer", None)  # attached by Lightning: the data-parallel rank and world size
+        rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+        sampler = EpochShuffle(len(rows), self.seed, rank, world) if shuffle else None
         return DataLoader(RenderedDataset(rows, self.features), batch_size=self.cfg.batch_size, sampler=sampler,
                           num_workers=self.cfg.num_workers, collate_fn=functools.partial(pad_collate, pad_id=self.pad_id),
                           drop_last=shuffle and len(rows) > self.cfg.batch_size)

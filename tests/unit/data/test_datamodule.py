@@ -116,3 +116,19 @@ def test_train_loader_uses_the_epoch_sampler(tok, conversations) -> None:
     l1.sampler.set_epoch(3)
     l2.sampler.set_epoch(3)
     assert [b["index"].tolist() for b in l1] == [b["index"].tolist() for b in l2]
+
+
+def test_epoch_shuffle_ranks_split_the_single_process_order_batch_by_batch() -> None:
+    """2 ranks x batch b at step k see exactly the rows of 1 process x batch 2b at step k (DDP equality)."""
+    one = list(EpochShuffle(11, seed=3))
+    ranks = [list(EpochShuffle(11, seed=3, rank=r, world=2)) for r in (0, 1)]
+    assert [len(r) for r in ranks] == [5, 5] and len(EpochShuffle(11, seed=3, rank=1, world=2)) == 5
+    b = 2
+    for k in range(2):
+        assert sorted(ranks[0][k * b:(k + 1) * b] + ranks[1][k * b:(k + 1) * b]) == sorted(one[2 * k * b:2 * (k + 1) * b])
+    s = EpochShuffle(11, seed=3, rank=1, world=2)
+    s.skip = 2  # a resumed rank skips its own consumed share
+    assert list(s) == ranks[1][2:]
+    from torch.utils.data import DistributedSampler
+
+    assert isinstance(s, DistributedSampler)  # so that Lightning does not wrap (and reshuffle) it
