@@ -191,9 +191,9 @@ def estimate(recipe: Any, *, devices: int | None = None, arch: Arch | None = Non
     sh = {**shape_of(recipe), **(overrides or {})}
     n_dev = devices or (tr.devices if isinstance(tr.devices, int) else 1)
     strat = strategy or (tr.strategy if tr.strategy != "auto" else ("ddp" if n_dev > 1 else "single"))
-    precision = tr.precision
+    precision, target_dtype = _resolved_auto(tr.precision, str(t.options.get("dtype", "float32")), tr.accelerator)
     taps = num_taps(recipe, a)
-    tb = BYTES.get(str(t.options.get("dtype", "float32")), 4) if t.name != "tiny" else 4
+    tb = BYTES.get(target_dtype, 4) if t.name != "tiny" else 4
     mixed = precision.startswith(("bf16-mixed", "16-mixed"))
     true16 = precision in ("bf16-true", "16-true", "bf16", "16")
     act = 2 if (mixed or true16) else 4  # bytes of a matmul output under the precision
@@ -296,3 +296,17 @@ def advise(recipe: Any, plan: Plan, budget: int, arch: Arch) -> list[str]:
         out.append("no knob fits on its own or with FSDP: more memory per device, or a target served apart from the "
                    "drafter (docs/scaling.md, 'Targets too large to sit beside the drafter')")
     return out
+
+
+def _resolved_auto(precision: str, dtype: str, accelerator: str) -> tuple[str, str]:
+    """`auto` precision / target dtype as the planned run would resolve them: a GPU plan assumes a device with
+    bf16 (every GPU these recipes are sized for); a CPU plan asks this machine's CPU (specframe/precision.py)."""
+    from specframe.precision import AUTO, default_device, resolve_dtype, resolve_precision
+
+    if AUTO not in (precision, dtype):
+        return precision, dtype
+    on_gpu = accelerator in ("gpu", "cuda") or default_device(accelerator) == "cuda"
+    if on_gpu:
+        return ("bf16-mixed" if precision == AUTO else precision), ("bfloat16" if dtype == AUTO else dtype)
+    return resolve_precision(precision, "cpu"), resolve_dtype(dtype, "cpu", what="target.dtype") or dtype
+
