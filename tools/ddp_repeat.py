@@ -36,6 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repo", default=str(Path(__file__).resolve().parents[1]))
     p.add_argument("--workdir")
     p.add_argument("--out", default="ddp_repeat.json")
+    p.add_argument("--timeout", type=int, default=900, help="seconds per run before it counts as failed")
     args = p.parse_args(argv)
     work = Path(args.workdir or tempfile.mkdtemp(prefix="ddp_repeat_"))
     work.mkdir(parents=True, exist_ok=True)
@@ -59,9 +60,13 @@ def main(argv: list[str] | None = None) -> int:
         path = work / f"recipe{i}.yaml"
         path.write_text(yaml.safe_dump(recipe))
         t0 = time.time()
-        proc = subprocess.run([sys.executable, "-m", "specframe.cli", "train", str(path)], env=env, cwd=work,
-                              capture_output=True, text=True, timeout=900)
         problems = []
+        try:
+            proc = subprocess.run([sys.executable, "-m", "specframe.cli", "train", str(path)], env=env, cwd=work,
+                                  capture_output=True, text=True, timeout=args.timeout)
+        except subprocess.TimeoutExpired:  # a hang and a starved machine look alike here: recorded, not hidden
+            proc = subprocess.CompletedProcess([], 124, "", f"timed out after {args.timeout} s")
+            problems.append(f"timed out after {args.timeout} s")
         for name in ("summary.json", "tau_before.json"):
             try:
                 json.loads((out / name).read_text())
