@@ -164,7 +164,9 @@ def test_cli_resumes_reads_back_and_refuses_mixed_settings(tmp_path, capsys):
     assert main(argv + ["--max-shards", "1"]) == 0
     assert "run the same command again" in capsys.readouterr().out
     assert [p.name for p in sorted(out.glob("*.jsonl"))] == ["shard-00000.jsonl"]
-    assert len(load_conversations(str(out))) == 2  # an incomplete folder already reads, with a warning
+    with pytest.raises(ValueError, match="data.allow_partial=true"):  # an incomplete folder is refused ...
+        load_conversations(str(out))
+    assert len(load_conversations(str(out), allow_partial=True)) == 2  # ... unless the user says so
     assert main(argv) == 0
     assert "wrote 5 conversations in 3 shards" in capsys.readouterr().out
 
