@@ -60,7 +60,7 @@ class Shapes:
 def shapes(tiny: bool) -> Shapes:
     if tiny:
         return Shapes(arch_name="tiny", arch=TINY_ARCH, drafter_layers=2, anchors=8, block=4, length=64, batch=1,
-                      steps=2, decode_tokens=24, search_fit=False)
+                      steps=2, decode_tokens=12, search_fit=False)
     return Shapes(arch_name="qwen/qwen3-8b", arch=KNOWN_ARCHS["qwen/qwen3-8b"], drafter_layers=5, anchors=512,
                   block=16, length=3072, batch=1, steps=5, decode_tokens=256, search_fit=True)
 
