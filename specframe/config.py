@@ -109,8 +109,8 @@ class OptimConfig:
             raise ValueError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
 
 
-PRECISIONS = ("auto", "32-true", "bf16-mixed", "16-mixed", "bf16-true", "16-true", "64-true")
-"""`trainer.precision` values: Lightning's precision strings, and `auto` (resolved by specframe/precision.py)."""
+PRECISIONS = ("32-true", "bf16-mixed", "16-mixed", "bf16-true", "16-true", "64-true", "auto")
+"""Lightning precision strings `trainer.precision` accepts; auto is resolved for the device by specframe/precision.py."""
 
 
 @dataclass(kw_only=True)
