@@ -58,6 +58,8 @@ class HFTarget(nn.Module):
             rms_norm_eps=float(getattr(c, "rms_norm_eps", 1e-6)),
             tap_layers=self.tap_layers,
             spare_token_id=spare_token_id,
+            mask_row=default_mask_row(tokenizer),
+            token_id=lambda text: single_token_id(tokenizer, text),
         )
 
     def train(self, mode: bool = True) -> HFTarget:
@@ -83,6 +85,28 @@ class HFTarget(nn.Module):
     def final_norm_weight(self) -> Tensor | None:
         norm = getattr(getattr(self.model, "model", None), "norm", None)
         return getattr(norm, "weight", None)
+
+
+def default_mask_row(tokenizer: Any) -> int:
+    """The row a frozen mask token uses unless the recipe names one: unk, else pad, else eos, else 0.
+
+    Any row serves (the drafter learns around whatever vector it is); a special token keeps it recognisable.
+    """
+    for name in ("unk_token_id", "pad_token_id", "eos_token_id"):
+        row = getattr(tokenizer, name, None)
+        if isinstance(row, int):
+            return row
+    return 0
+
+
+def single_token_id(tokenizer: Any, text: str) -> int | None:
+    """The id of the token whose text is exactly `text`, or None."""
+    row = tokenizer.convert_tokens_to_ids(text)
+    if not isinstance(row, int):
+        return None
+    if row == getattr(tokenizer, "unk_token_id", None) and text != getattr(tokenizer, "unk_token", None):
+        return None  # an unknown text maps to unk
+    return row
 
 
 def _rope_theta(config: Any) -> float:
