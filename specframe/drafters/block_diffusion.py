@@ -44,7 +44,8 @@ class BlockDiffusionConfig:
     mask_embedding.pt); spare_row: the target's unused row `target.spare_token_id`. auto: the spare row if the
     target has one, else a frozen row (`mask_token_id`, or the target's default: unk, else pad, else eos, else 0)."""
     mask_token_id: int | str | None = None
-    """The row for frozen_row/auto: a token id or the token's text (e.g. "<|endoftext|>")."""
+    """The row for frozen_row/auto: a token id or the token's text (e.g. "<|endoftext|>"). With learned: the id
+    vLLM substitutes the vector at when exported (one the target never emits; default: as for frozen_row)."""
     draft_vocab_size: int | None = None
     """Reduced draft vocabulary: the N most frequent target tokens of the training data (None: full vocabulary)."""
     init_norm_from_target: bool = True
@@ -55,9 +56,9 @@ class BlockDiffusionConfig:
             raise ValueError(f"num_layers must be >= 1, got {self.num_layers}")
         if not 2 <= self.block_size <= 256:
             raise ValueError(f"block_size must be in [2, 256], got {self.block_size}")
-        if self.mask_token_id is not None and self.mask_token in ("learned", "spare_row"):
-            raise ValueError(f"mask_token_id is only used with mask_token: frozen_row or auto, not "
-                             f"'{self.mask_token}'")
+        if self.mask_token_id is not None and self.mask_token == "spare_row":
+            raise ValueError("mask_token_id is not used with mask_token: spare_row (the row is "
+                             "target.spare_token_id); use mask_token: frozen_row to choose a row")
         if isinstance(self.mask_token_id, bool) or (isinstance(self.mask_token_id, int) and self.mask_token_id < 0):
             raise ValueError(f"mask_token_id must be a token id >= 0 or a token's text, got {self.mask_token_id!r}")
 

@@ -48,8 +48,8 @@ def test_frozen_row_by_id_or_by_token_text(tiny_target) -> None:
         BlockDiffusionDrafter(BlockDiffusionConfig(mask_token_id="no such token"), spec)
     with pytest.raises(ValueError, match=r"outside the target's vocabulary \[0, 259\]"):
         BlockDiffusionDrafter(BlockDiffusionConfig(mask_token_id=260), spec)
-    with pytest.raises(ConfigError, match="only used with mask_token: frozen_row or auto"):
-        DRAFTERS.get("block_diffusion").make_config({"mask_token": "learned", "mask_token_id": 3}, "drafter")
+    with pytest.raises(ConfigError, match="not used with mask_token: spare_row"):
+        DRAFTERS.get("block_diffusion").make_config({"mask_token": "spare_row", "mask_token_id": 3}, "drafter")
 
 
 def test_spare_row_mask_token(tiny_spec) -> None:
