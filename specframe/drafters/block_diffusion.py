@@ -50,6 +50,9 @@ class BlockDiffusionConfig:
     """Reduced draft vocabulary: the N most frequent target tokens of the training data (None: full vocabulary)."""
     init_norm_from_target: bool = True
     """Start the final norm from the target's final norm (the head then sees familiar scales)."""
+    init_from: str | None = None
+    """Start from a drafter in the DFlash format: a local folder or a hub id (e.g. a published z-lab drafter).
+    Checked against the target and these options (`specframe validate`, then before training)."""
 
     def __post_init__(self) -> None:
         if self.num_layers < 1:
