@@ -46,10 +46,20 @@ def export_dflash(run: str | Path, out: str | Path, engine: str = "vllm", dtype:
     if recipe["drafter"]["name"] != "block_diffusion":
         raise ConfigError(f"only block_diffusion drafters have a DFlash form; this run's drafter is "
                           f"'{recipe['drafter']['name']}'")
+    return export_drafter(drafter, target, vocab, out, engine=engine, dtype=dtype, force=force,
+                          source=ckpt, run_folder=run_folder_of(ckpt))
+
+
+def export_drafter(drafter: Any, target: Any, vocab: Any, out: str | Path, engine: str = "vllm",
+                   dtype: str = "float32", force: bool = False, source: Path | None = None,
+                   run_folder: Path | None = None) -> list[Path]:
+    """Export an in-memory block_diffusion drafter for `target` (what export_dflash does after loading a run)."""
+    out = Path(out).expanduser()
+    if out.exists() and not force:
+        raise ConfigError(f"{out} exists; choose another --out or pass --force to replace it")
     issues = engine_issues(engine, drafter, vocab)
     if issues:
         raise ConfigError([f"export --engine {engine}: {i}" for i in issues])
-
     config = config_of(drafter, target, vocab, dtype)
     state = tensors_of(drafter, target, vocab, DTYPES[dtype])
     problems = fmt.check_state(fmt.expected_shapes(config), state)
@@ -59,7 +69,7 @@ def export_dflash(run: str | Path, out: str | Path, engine: str = "vllm", dtype:
     if drafter.mask_kind == "learned":  # vLLM substitutes this vector wherever mask_token_id appears
         extras["mask_embedding.pt"] = {"mask_token_id": config["dflash_config"]["mask_token_id"],
                                        "embedding": drafter.mask_embedding.detach().float().cpu().clone()}
-    readme = readme_text(recipe, config, engine, run_folder_of(ckpt), ckpt, extras)
+    readme = readme_text(target.name, config, engine, run_folder, source, extras)
     return write_folder(out, config, state, extras, readme, force)
 
 
@@ -128,9 +138,11 @@ def write_folder(out: Path, config: dict[str, Any], state: dict[str, torch.Tenso
     return sorted(out.iterdir())
 
 
-def measured_tau(run_folder: Path) -> list[str]:
+def measured_tau(run_folder: Path | None) -> list[str]:
     """Lines about the τ measured for this run: τ_sim from summary.json, τ_real from eval reports."""
-    lines = []
+    lines: list[str] = []
+    if run_folder is None:
+        return ["- not measured (exported from memory, not from a run folder)"]
     summary = run_folder / "summary.json"
     if summary.is_file():
         s = json.loads(summary.read_text())
@@ -147,10 +159,9 @@ def measured_tau(run_folder: Path) -> list[str]:
     return lines or ["- not measured yet: run `specframe eval RUN` and export again"]
 
 
-def readme_text(recipe: dict[str, Any], config: dict[str, Any], engine: str, run_folder: Path, ckpt: Path,
+def readme_text(target: str, config: dict[str, Any], engine: str, run_folder: Path | None, ckpt: Path | None,
                 extras: dict[str, Any]) -> str:
     B = config["block_size"]
-    target = recipe["target"].get("model") or recipe["target"]["name"]
     serve_target = "HuggingFaceTB/SmolLM2-135M-Instruct" if target == "smollm2-135m-instruct" else target
     mask = config["dflash_config"]["mask_token_id"]
     mask_line = (f"a learned vector, substituted by vLLM wherever token id {mask} appears (mask_embedding.pt); "
@@ -163,7 +174,7 @@ def readme_text(recipe: dict[str, Any], config: dict[str, Any], engine: str, run
         "# DFlash drafter exported by specframe", "",
         f"- target: `{target}` (serve it with exactly this target; the drafter reads its layers "
         f"{config['dflash_config']['target_layer_ids']} of {config['num_target_layers']})",
-        f"- exported for: {engine}; from: `{ckpt}`",
+        f"- exported for: {engine}; from: `{ckpt or 'a drafter in memory'}`",
         f"- block size B = {B}; {config['num_hidden_layers']} layer(s), hidden {config['hidden_size']}, "
         f"{config['num_attention_heads']} heads ({config['num_key_value_heads']} kv), per-head q/k norm",
         f"- mask token: {mask_line}",
