@@ -57,6 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--gsm8k", default=GSM8K if Path(GSM8K).is_file() else None)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", default="dflash_reference_parity.json")
+    ap.add_argument("--dump-prompts", help="also write the prompts' token ids here (for tools/vllm_cpu_dflash.py)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     from specframe.decoding.engine import SpeculativeDecoder, eos_ids_of
@@ -66,9 +67,12 @@ def main(argv: list[str] | None = None) -> int:
         target, drafter, vocab, ref = load_pair(args.run, Path(tmp) / "export")
     eos = eos_ids_of(target)
     ours_dec = SpeculativeDecoder.for_drafter(target, drafter, vocab, "single", eos_ids=eos)
+    prompts = first_turn_prompts(target.tokenizer, args.prompts, args.gsm8k)
+    if args.dump_prompts:
+        Path(args.dump_prompts).write_text(json.dumps([ids for _, ids in prompts]))
     rows = []
     print(f"{'prompt':<14}{'tokens':>7}{'steps':>6}  same tokens  same per-step  τ ours  τ ref")
-    for pid, ids in first_turn_prompts(target.tokenizer, args.prompts, args.gsm8k):
+    for pid, ids in prompts:
         t0 = time.perf_counter()
         ours = ours_dec.generate(ids, max_new_tokens=args.max_new_tokens, temperature=0.0)
         theirs = reference_generate(ref, target, ids, max_new_tokens=args.max_new_tokens, eos_ids=eos)

@@ -64,7 +64,7 @@ OLD_NAMES = {"fc.": "fuse.", "hidden_norm.": "fuse_norm.", "input_layernorm.": "
 def test_checkpoint_written_before_the_dflash_names_loads_as_it_was_trained(tmp_path) -> None:
     """A pre-rename run: old parameter names, no q/k norm, a learned mask vector, a recipe without those options."""
     base = validate_recipe(compose(RECIPES / "quickstart.yaml", [RECIPES / "debug" / "tiny.yaml"],
-                                   [f"run.output_dir={tmp_path}"]), check_output_dir=False).resolved
+                                   [f"run.output_dir={tmp_path}"])).resolved
     as_trained = {**base, "drafter": {**base["drafter"], "qk_norm": False, "mask_token": "learned"}}
     module = DraftTrainingModule(as_trained)
     old = {}

@@ -16,8 +16,7 @@ def make_run(folder: Path, seed: int = 0, draft_ids: torch.Tensor | None = None,
 
     overrides = [f"run.output_dir={folder}"] + [f"+drafter.{k}={v}" if k not in ("block_size",) else
                                                 f"drafter.{k}={v}" for k, v in drafter_options.items()]
-    recipe = validate_recipe(compose(RECIPES / "quickstart.yaml", [RECIPES / "debug" / "tiny.yaml"], overrides),
-                             check_output_dir=False)
+    recipe = validate_recipe(compose(RECIPES / "quickstart.yaml", [RECIPES / "debug" / "tiny.yaml"], overrides))
     module = DraftTrainingModule(recipe.resolved)
     with torch.no_grad(), torch.random.fork_rng():
         torch.manual_seed(seed)

@@ -12,10 +12,11 @@ dflash_model = pytest.importorskip("dflash.model", reason="reference: pip instal
 from transformers import Qwen3Config  # noqa: E402
 
 from specframe.cli import main  # noqa: E402
-from specframe.config import compose, validate_recipe  # noqa: E402
+from specframe.config import compose  # noqa: E402
 from specframe.decoding.drafts import BlockDrafterSource  # noqa: E402
 from specframe.errors import ConfigError  # noqa: E402
 from specframe.module import DraftTrainingModule  # noqa: E402
+from specframe.resources import prepare_recipe  # noqa: E402
 
 RECIPES = Path(__file__).resolve().parents[3] / "recipes"
 
@@ -44,7 +45,7 @@ def published(tmp_path_factory, tiny_target) -> Path:
 
 
 def recipe(tmp_path: Path, published: Path, *overrides: str):
-    return validate_recipe(compose(RECIPES / "quickstart.yaml", [RECIPES / "debug" / "tiny.yaml"],
+    return prepare_recipe(compose(RECIPES / "quickstart.yaml", [RECIPES / "debug" / "tiny.yaml"],
                                    [f"run.output_dir={tmp_path / 'run'}", f"+drafter.init_from={published}",
                                     "drafter.num_layers=2", *overrides]))
 
