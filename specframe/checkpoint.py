@@ -76,19 +76,26 @@ def load_trained(path: str | Path, checkpoint: dict[str, Any] | None = None) -> 
     """
     from specframe.config import validate_recipe
     from specframe.components import build_components
+    from specframe.drafters.legacy_names import upgrade_options
 
     ckpt_path = resolve_checkpoint(path)
     ckpt = checkpoint if checkpoint is not None else load_checkpoint(ckpt_path)
     config = (ckpt.get("hyper_parameters") or {}).get("config")
     if not isinstance(config, dict):
         raise ConfigError(f"{ckpt_path}: no recipe in hyper_parameters['config']; is this a specframe checkpoint?")
+    state = ckpt["state_dict"]
+    if config.get("drafter", {}).get("name") == "block_diffusion":  # written before the DFlash names?
+        config = {**config, "drafter": upgrade_options(config["drafter"], state, "drafter.")}
     recipe = validate_recipe(config)  # imports the recipe's plugins too
     parts = build_components(recipe, with_objective=False)  # the module's build order, without losses
     target, drafter, vocab = parts.target, parts.drafter, parts.vocab
-    state = ckpt["state_dict"]
     for prefix, module in (("drafter.", drafter), ("vocab.", vocab)):
         part = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
-        missing, unexpected = module.load_state_dict(part, strict=False)
+        try:
+            missing, unexpected = module.load_state_dict(part, strict=False)
+        except RuntimeError as e:  # the drafter's own check (legacy_names.mismatch_hint) names the recipe fix
+            raise ConfigError(f"{ckpt_path}: the {prefix[:-1]} weights do not fit the recipe's {prefix[:-1]}: "
+                              f"{e}") from None
         if missing or unexpected:
             raise ConfigError(f"{ckpt_path}: the {prefix[:-1]} weights do not fit the recipe's {prefix[:-1]} "
                               f"(missing {sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]})")

@@ -5,7 +5,8 @@ V vocabulary (or draft vocabulary), n blocks in a loss chunk.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from functools import cached_property
 from collections.abc import Iterator
 from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
@@ -213,6 +214,8 @@ class TargetSpec:
     rms_norm_eps: float
     tap_layers: tuple[int, ...]
     spare_token_id: int | None = None  # an unused embedding row, usable as the mask token
+    mask_row: int | None = None  # the default frozen row for a mask token (unk, else pad, else eos)
+    token_id: Callable[[str], int | None] | None = field(default=None, compare=False, repr=False)  # text -> id
 
 
 # -- decoding: the protocol of test-time strategies (specframe.decoding.strategies) ------------------

@@ -31,6 +31,11 @@ class DraftTrainingModule(L.LightningModule):
         r = self.recipe
         parts = build_components(r)
         self.target, self.drafter, self.vocab = parts.target, parts.drafter, parts.vocab
+        source = getattr(self.drafter.cfg, "init_from", None)
+        if source:  # a published DFlash drafter: checked against this target, then loaded strictly
+            from specframe.export.importing import load_into
+
+            load_into(self.drafter, source, self.target.spec)
         if r.trainer.compile:
             self.drafter.compile()  # in place: state_dict keys stay `drafter.*` (no `_orig_mod.` prefix)
         self.alignments, self.objective = parts.alignments, parts.objective

@@ -46,6 +46,10 @@ def check_resources(recipe: Recipe, *, output_dir: bool = True, features_cache: 
             issues.extend(requirement_issues(recipe.alignment, recipe.loss, frozenset({"labels"} | provided)))
     if output_dir:
         issues.extend(writable_issues(recipe.output_dir))
+        # drafter.init_from: does the published drafter fit the target (config files only, no weights, no network)
+        from specframe.export.importing import validate_issues
+
+        issues.extend(validate_issues(recipe.target, recipe.drafter))
     if data and not recipe.data.features_cache:
         from specframe.data.check import check_data
 

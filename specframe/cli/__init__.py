@@ -6,6 +6,7 @@
     specframe eval RUN_OR_CHECKPOINT [--benchmarks ...]                           (cli/eval.py)
     specframe regenerate ... / specframe cache-features ...                       (cli/data.py)
     specframe plan RECIPE [--gpus N --gpu-mem GiB]                                (cli/plan.py)
+    specframe export RUN_OR_CHECKPOINT --out DIR [--engine vllm|sglang|reference]  (cli/export.py)
 
 The library never imports this package (tests/unit/test_architecture.py checks it). `python -m specframe`
 runs the same `main`.
@@ -16,10 +17,10 @@ import argparse
 import logging
 import sys
 
-from specframe.cli import data, eval as eval_cmd, plan, train
+from specframe.cli import data, eval as eval_cmd, export, plan, train
 from specframe.errors import ConfigError, PluginImportError, RunError
 
-FAMILIES = (train, eval_cmd, data, plan)
+FAMILIES = (train, eval_cmd, export, data, plan)
 """Each module's `COMMANDS` lists (name, help, add_arguments, run); they appear in this order in `--help`."""
 
 

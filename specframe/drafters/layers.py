@@ -47,41 +47,40 @@ class SwiGLU(nn.Module):
         return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
 
 
-class InjectionLayer(nn.Module):
-    """Pre-norm decoder layer whose keys/values are [k_proj(ctx) ; k_proj(block)] (DFlash KV injection)."""
+class InjectionAttention(nn.Module):
+    """Attention whose keys/values are [k_proj(ctx) ; k_proj(block)] (DFlash KV injection).
 
-    def __init__(self, dim: int, heads: int, kv_heads: int, head_dim: int, mlp_hidden: int, eps: float):
+    With `qk_norm`, queries and keys get a per-head RMSNorm before the rotary embedding (Qwen3 style), as the
+    serving engines and the reference DFlash implementation compute it.
+    """
+
+    def __init__(self, dim: int, heads: int, kv_heads: int, head_dim: int, eps: float, qk_norm: bool):
         super().__init__()
         self.heads, self.kv_heads, self.head_dim = heads, kv_heads, head_dim
-        self.input_norm = RMSNorm(dim, eps)
         self.q_proj = nn.Linear(dim, heads * head_dim, bias=False)
         self.k_proj = nn.Linear(dim, kv_heads * head_dim, bias=False)
         self.v_proj = nn.Linear(dim, kv_heads * head_dim, bias=False)
         self.o_proj = nn.Linear(heads * head_dim, dim, bias=False)
-        self.post_norm = RMSNorm(dim, eps)
-        self.mlp = SwiGLU(dim, mlp_hidden)
+        self.q_norm = RMSNorm(head_dim, eps) if qk_norm else None
+        self.k_norm = RMSNorm(head_dim, eps) if qk_norm else None
 
     def _split(self, x: Tensor, h: int) -> Tensor:
         B, T, _ = x.shape
         return x.view(B, T, h, self.head_dim).transpose(1, 2)
 
-    def context_kv(self, ctx: Tensor, cos: Tensor, sin: Tensor) -> tuple[Tensor, Tensor]:
-        """Keys (rotated) and values of context features [B, S, dim] -> [B, kv_heads, S, d] each."""
-        k = apply_rope(self._split(self.k_proj(ctx), self.kv_heads), cos, sin)
-        return k, self._split(self.v_proj(ctx), self.kv_heads)
+    def _keys(self, x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+        k = self._split(self.k_proj(x), self.kv_heads)
+        return apply_rope(self.k_norm(k) if self.k_norm is not None else k, cos, sin)
 
-    def forward(
-        self,
-        x: Tensor,  # [B, T, dim] block hidden states, T = N*K
-        ctx_kv: tuple[Tensor, Tensor],  # context keys/values of this layer
-        cos: Tensor,
-        sin: Tensor,  # [B, T, d] rotary of the block positions
-        mask: tuple[Tensor, Tensor, Tensor, int] | None,  # (anchors, anchor_valid, context_valid, K); None: see all
-        backend: Backend,
-    ) -> Tensor:
-        h = self.input_norm(x)
-        q = apply_rope(self._split(self.q_proj(h), self.heads), cos, sin)
-        kb = apply_rope(self._split(self.k_proj(h), self.kv_heads), cos, sin)
+    def context_kv(self, ctx: Tensor, cos: Tensor, sin: Tensor) -> tuple[Tensor, Tensor]:
+        """Keys (normed, rotated) and values of context features [B, S, dim] -> [B, kv_heads, S, d] each."""
+        return self._keys(ctx, cos, sin), self._split(self.v_proj(ctx), self.kv_heads)
+
+    def forward(self, h: Tensor, ctx_kv: tuple[Tensor, Tensor], cos: Tensor, sin: Tensor,
+                mask: tuple[Tensor, Tensor, Tensor, int] | None, backend: Backend) -> Tensor:
+        q = self._split(self.q_proj(h), self.heads)
+        q = apply_rope(self.q_norm(q) if self.q_norm is not None else q, cos, sin)
+        kb = self._keys(h, cos, sin)
         vb = self._split(self.v_proj(h), self.kv_heads)
         k = torch.cat([ctx_kv[0].to(kb.dtype), kb], dim=2)
         v = torch.cat([ctx_kv[1].to(vb.dtype), vb], dim=2)
@@ -93,5 +92,31 @@ class InjectionLayer(nn.Module):
         else:
             att = masked_attention(q, k, v, *mask, backend=backend)
         B, _, T, _ = att.shape
-        x = x + self.o_proj(att.transpose(1, 2).reshape(B, T, -1))
-        return x + self.mlp(self.post_norm(x))
+        return self.o_proj(att.transpose(1, 2).reshape(B, T, -1))
+
+
+class InjectionLayer(nn.Module):
+    """Pre-norm decoder layer around InjectionAttention; parameter names follow the DFlash (Qwen3) format."""
+
+    def __init__(self, dim: int, heads: int, kv_heads: int, head_dim: int, mlp_hidden: int, eps: float,
+                 qk_norm: bool = True):
+        super().__init__()
+        self.input_layernorm = RMSNorm(dim, eps)
+        self.self_attn = InjectionAttention(dim, heads, kv_heads, head_dim, eps, qk_norm)
+        self.post_attention_layernorm = RMSNorm(dim, eps)
+        self.mlp = SwiGLU(dim, mlp_hidden)
+
+    def context_kv(self, ctx: Tensor, cos: Tensor, sin: Tensor) -> tuple[Tensor, Tensor]:
+        return self.self_attn.context_kv(ctx, cos, sin)
+
+    def forward(
+        self,
+        x: Tensor,  # [B, T, dim] block hidden states, T = N*K
+        ctx_kv: tuple[Tensor, Tensor],  # context keys/values of this layer
+        cos: Tensor,
+        sin: Tensor,  # [B, T, d] rotary of the block positions
+        mask: tuple[Tensor, Tensor, Tensor, int] | None,  # (anchors, anchor_valid, context_valid, K); None: see all
+        backend: Backend,
+    ) -> Tensor:
+        x = x + self.self_attn(self.input_layernorm(x), ctx_kv, cos, sin, mask, backend)
+        return x + self.mlp(self.post_attention_layernorm(x))

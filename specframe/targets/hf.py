@@ -45,20 +45,7 @@ class HFTarget(nn.Module):
         self.tap_layers = tuple(tap_layers)
         self.hidden_size = int(c.hidden_size)
         self.vocab_size = int(model.get_output_embeddings().weight.shape[0])
-        heads = int(c.num_attention_heads)
-        self.spec = TargetSpec(
-            hidden_size=self.hidden_size,
-            vocab_size=self.vocab_size,
-            num_layers=self.num_layers,
-            num_heads=heads,
-            num_kv_heads=int(getattr(c, "num_key_value_heads", None) or heads),
-            head_dim=int(getattr(c, "head_dim", None) or self.hidden_size // heads),
-            intermediate_size=int(c.intermediate_size),
-            rope_theta=float(_rope_theta(c)),
-            rms_norm_eps=float(getattr(c, "rms_norm_eps", 1e-6)),
-            tap_layers=self.tap_layers,
-            spare_token_id=spare_token_id,
-        )
+        self.spec = spec_of(c, tokenizer, self.vocab_size, self.tap_layers, spare_token_id)
 
     def train(self, mode: bool = True) -> HFTarget:
         # The target is frozen: Lightning's trainer.fit() calls .train() on the whole module tree.
@@ -83,6 +70,65 @@ class HFTarget(nn.Module):
     def final_norm_weight(self) -> Tensor | None:
         norm = getattr(getattr(self.model, "model", None), "norm", None)
         return getattr(norm, "weight", None)
+
+
+def spec_of(c: Any, tokenizer: Any, vocab_size: int, tap_layers: tuple[int, ...],
+            spare_token_id: int | None) -> TargetSpec:
+    """A target's shape facts from its transformers config and tokenizer (no weights needed)."""
+    hidden = int(c.hidden_size)
+    heads = int(c.num_attention_heads)
+    return TargetSpec(
+        hidden_size=hidden,
+        vocab_size=vocab_size,
+        num_layers=int(c.num_hidden_layers),
+        num_heads=heads,
+        num_kv_heads=int(getattr(c, "num_key_value_heads", None) or heads),
+        head_dim=int(getattr(c, "head_dim", None) or hidden // heads),
+        intermediate_size=int(c.intermediate_size),
+        rope_theta=float(_rope_theta(c)),
+        rms_norm_eps=float(getattr(c, "rms_norm_eps", 1e-6)),
+        tap_layers=tuple(tap_layers),
+        spare_token_id=spare_token_id,
+        mask_row=default_mask_row(tokenizer),
+        token_id=None if tokenizer is None else (lambda text: single_token_id(tokenizer, text)),
+    )
+
+
+def spec_without_weights(cfg: HFTargetConfig) -> TargetSpec | None:
+    """The target's spec from its config and tokenizer files alone, if they are on this machine (else None)."""
+    from transformers import AutoConfig, AutoTokenizer
+
+    try:
+        source, kwargs = resolve_model_source(cfg.model)
+        conf = AutoConfig.from_pretrained(source, revision=cfg.revision, local_files_only=True, **kwargs)
+        tok = AutoTokenizer.from_pretrained(source, revision=cfg.revision, local_files_only=True, **kwargs)
+    except Exception:  # noqa: BLE001 - not downloaded, or not convertible without loading: check at train time
+        return None
+    layers = int(conf.num_hidden_layers)
+    taps = tuple(cfg.tap_layers) if cfg.tap_layers else default_tap_layers(layers, cfg.num_taps)
+    return spec_of(conf, tok, int(conf.vocab_size), taps, cfg.spare_token_id)
+
+
+def default_mask_row(tokenizer: Any) -> int:
+    """The row a frozen mask token uses unless the recipe names one: unk, else pad, else eos, else 0.
+
+    Any row serves (the drafter learns around whatever vector it is); a special token keeps it recognisable.
+    """
+    for name in ("unk_token_id", "pad_token_id", "eos_token_id"):
+        row = getattr(tokenizer, name, None)
+        if isinstance(row, int):
+            return row
+    return 0
+
+
+def single_token_id(tokenizer: Any, text: str) -> int | None:
+    """The id of the token whose text is exactly `text`, or None."""
+    row = tokenizer.convert_tokens_to_ids(text)
+    if not isinstance(row, int):
+        return None
+    if row == getattr(tokenizer, "unk_token_id", None) and text != getattr(tokenizer, "unk_token", None):
+        return None  # an unknown text maps to unk
+    return row
 
 
 def _rope_theta(config: Any) -> float:

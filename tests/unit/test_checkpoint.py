@@ -55,3 +55,34 @@ def test_resolve(run, tmp_path):
     torch.save({"state_dict": {}}, bad)
     with pytest.raises(ConfigError, match="no recipe"):
         load_trained(bad)
+
+
+OLD_NAMES = {"fc.": "fuse.", "hidden_norm.": "fuse_norm.", "input_layernorm.": "input_norm.",
+             "post_attention_layernorm.": "post_norm.", "self_attn.": ""}
+
+
+def test_checkpoint_written_before_the_dflash_names_loads_as_it_was_trained(tmp_path) -> None:
+    """A pre-rename run: old parameter names, no q/k norm, a learned mask vector, a recipe without those options."""
+    base = validate_recipe(compose(RECIPES / "quickstart.yaml", [RECIPES / "debug" / "tiny.yaml"],
+                                   [f"run.output_dir={tmp_path}"])).resolved
+    as_trained = {**base, "drafter": {**base["drafter"], "qk_norm": False, "mask_token": "learned"}}
+    module = DraftTrainingModule(as_trained)
+    old = {}
+    for k, v in module.state_dict().items():
+        if k.startswith("target."):
+            continue
+        for new, was in OLD_NAMES.items():
+            k = k.replace(new, was)
+        old[k] = v
+    assert "drafter.fuse.weight" in old and "drafter.layers.0.q_proj.weight" in old
+    (tmp_path / "checkpoints").mkdir()
+    torch.save({"hyper_parameters": {"config": base}, "state_dict": old}, tmp_path / "checkpoints" / "last.ckpt")
+    recipe, _, drafter, _ = load_trained(tmp_path)
+    assert drafter.mask_kind == "learned" and drafter.cfg.qk_norm is False
+    for name, value in module.drafter.state_dict().items():
+        assert torch.equal(drafter.state_dict()[name], value), name
+    # the same weights under a recipe that asks for q/k norm are refused with the fix, not half-loaded
+    torch.save({"hyper_parameters": {"config": {**base, "drafter": {**base["drafter"], "qk_norm": True}}},
+                "state_dict": old}, tmp_path / "checkpoints" / "last.ckpt")
+    with pytest.raises(ConfigError, match="set drafter.qk_norm: false"):
+        load_trained(tmp_path)

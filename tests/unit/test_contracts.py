@@ -59,6 +59,15 @@ def _drafter_inputs(spec, B=2, S=20, N=3, seed=0):
     return context, context_valid, anchor_embeds, anchors, anchor_valid
 
 
+def _as_trained(drafter, target):
+    """The drafter called as the training module calls it: with the target's row when the mask token is frozen."""
+    row = getattr(drafter, "mask_token_id", None)
+    if row is None:
+        return drafter
+    mask = target.embed(torch.tensor(row))
+    return lambda *args: drafter(*args, mask_embed=mask)
+
+
 @pytest.mark.parametrize("name", DRAFTER_NAMES)
 def test_drafter_builds_runs_and_trains_only_itself(name, tiny_target) -> None:
     spec = tiny_target.spec
@@ -66,7 +75,7 @@ def test_drafter_builds_runs_and_trains_only_itself(name, tiny_target) -> None:
     drafter = DRAFTERS.build(name, {}, spec=spec)
     K = drafter.block_size
     context, cv, emb, anchors, av = _drafter_inputs(spec)
-    out = drafter(context, cv, emb, anchors, av)
+    out = _as_trained(drafter, tiny_target)(context, cv, emb, anchors, av)
     assert out.shape == (2, 3, K, spec.hidden_size)
     assert torch.isfinite(out).all()
     out.square().mean().backward()
@@ -79,9 +88,10 @@ def test_drafter_builds_runs_and_trains_only_itself(name, tiny_target) -> None:
 
 
 @pytest.mark.parametrize("name", DRAFTER_NAMES)
-def test_drafter_sees_context_strictly_before_the_anchor(name, tiny_spec) -> None:
+def test_drafter_sees_context_strictly_before_the_anchor(name, tiny_target) -> None:
+    tiny_spec = tiny_target.spec
     torch.manual_seed(0)
-    drafter = DRAFTERS.build(name, {}, spec=tiny_spec).eval()
+    drafter = _as_trained(DRAFTERS.build(name, {}, spec=tiny_spec).eval(), tiny_target)
     context, cv, emb, anchors, av = _drafter_inputs(tiny_spec, B=1, N=1)
     anchors = torch.tensor([[9]])
     with torch.no_grad():
@@ -95,9 +105,10 @@ def test_drafter_sees_context_strictly_before_the_anchor(name, tiny_spec) -> Non
 
 
 @pytest.mark.parametrize("name", DRAFTER_NAMES)
-def test_drafter_blocks_are_independent(name, tiny_spec) -> None:
+def test_drafter_blocks_are_independent(name, tiny_target) -> None:
+    tiny_spec = tiny_target.spec
     torch.manual_seed(0)
-    drafter = DRAFTERS.build(name, {}, spec=tiny_spec).eval()
+    drafter = _as_trained(DRAFTERS.build(name, {}, spec=tiny_spec).eval(), tiny_target)
     context, cv, emb, anchors, av = _drafter_inputs(tiny_spec, B=1, N=3)
     with torch.no_grad():
         together = drafter(context, cv, emb, anchors, av)

@@ -23,7 +23,7 @@ S = 16
 @pytest.fixture
 def drafter(tiny_spec) -> BlockDiffusionDrafter:
     torch.manual_seed(0)
-    d = BlockDiffusionDrafter(BlockDiffusionConfig(num_layers=2, block_size=K, attention="sdpa"), tiny_spec).eval()
+    d = BlockDiffusionDrafter(BlockDiffusionConfig(num_layers=2, block_size=K, attention="sdpa", mask_token="learned"), tiny_spec).eval()
     return d
 
 
