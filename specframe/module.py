@@ -31,7 +31,7 @@ class DraftTrainingModule(L.LightningModule):
         r = self.recipe
         parts = build_components(r)
         self.target, self.drafter, self.vocab = parts.target, parts.drafter, parts.vocab
-        source = getattr(self.drafter.cfg, "init_from", None)
+        source = r.drafter.options.get("init_from")  # from the recipe: a Drafter needs no `cfg` (interfaces.py)
         if source:  # a published DFlash drafter: checked against this target, then loaded strictly
             from specframe.export.importing import load_into
 

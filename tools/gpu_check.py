@@ -77,6 +77,7 @@ class RandomShapeConfig:
 
 
 def build_random_target(cfg: RandomShapeConfig) -> Any:
+    """A target with random weights and a real model's shapes (Qwen3-8B by default), for GPU timing only."""
     from transformers import AutoModelForCausalLM, LlamaConfig
 
     from specframe.data.tiny_tokenizer import tiny_tokenizer
