@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from specframe.atomic_files import write_json
 from specframe.errors import ConfigError, did_you_mean
 
 CLUSTERS = ("slurm", "local", "debug")
@@ -115,13 +116,7 @@ def record_attempt(point_dir: Path, kind: str, seconds: float, returncode: int) 
                                        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S")})
     timing["train_wall_s"] = round(sum(a["seconds"] for a in timing["train_attempts"]), 3)
     timing["eval_wall_s"] = round(sum(a["seconds"] for a in timing["eval_attempts"]), 3)
-    _write_json(path, timing)
-
-
-def _write_json(path: Path, data: Any) -> None:
-    from specframe.atomic_files import write_json
-
-    write_json(path, data)
+    write_json(path, timing)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -230,18 +225,25 @@ def read_record(point_dir: Path) -> dict[str, Any] | None:
 
 def write_record(point_dir: Path, job_id: str, cluster: str, folder: Path) -> None:
     point_dir.mkdir(parents=True, exist_ok=True)
-    _write_json(point_dir / JOB_RECORD, {"job_id": str(job_id), "cluster": cluster, "folder": str(folder),
+    write_json(point_dir / JOB_RECORD, {"job_id": str(job_id), "cluster": cluster, "folder": str(folder),
                                          "submitted_at": time.time()})
 
 
-def _local_alive(pid: str) -> bool:
-    """A local submitit job is its controller process (`python -m submitit.local._local FOLDER`), pid = job id."""
+def pid_exists(pid: str | int) -> bool:
+    """Is there a process with this pid on this machine (one owned by another user counts)?"""
     try:
         os.kill(int(pid), 0)
     except (ProcessLookupError, ValueError):
         return False
     except PermissionError:
         return True
+    return True
+
+
+def _local_alive(pid: str) -> bool:
+    """A local submitit job is its controller process (`python -m submitit.local._local FOLDER`), pid = job id."""
+    if not pid_exists(pid):
+        return False
     try:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:

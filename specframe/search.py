@@ -184,13 +184,9 @@ def _alive_here(owner: str) -> bool:
     host, _, pid = owner.rpartition(":")
     if host != socket.gethostname():
         return True  # another machine's launcher: only its heartbeat can tell
-    try:
-        os.kill(int(pid), 0)
-    except (ProcessLookupError, ValueError):
-        return False
-    except PermissionError:
-        return True
-    return True
+    from specframe.launchers import pid_exists
+
+    return pid_exists(pid)
 
 
 def reclaim_abandoned(study: Any, log: Callable[[str], None]) -> int:
