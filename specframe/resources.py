@@ -54,6 +54,13 @@ def check_resources(recipe: Recipe, *, output_dir: bool = True, features_cache: 
         from specframe.data.check import check_data
 
         issues.extend(check_data(recipe.data))
+    if data and recipe.data.answers:
+        from specframe.data.answers import resolve_answers
+
+        try:
+            resolve_answers(recipe.data.answers)
+        except FileNotFoundError as e:
+            issues.append(f"data.answers: {e}")
     if issues:
         raise ConfigError(issues)
 

@@ -158,6 +158,12 @@ def _train(recipe: Recipe, conversations: list[Any] | None, out: Path, last: Pat
         report["heldout_coverage"] = coverage(module.vocab, data.val_rows)
         print(f"draft vocabulary: {report['size']} tokens cover {report['coverage']:.1%} of the training "
               f"targets and {report['heldout_coverage']:.1%} of the held-out ones")
+    if getattr(getattr(module.drafter, "cfg", None), "init_fusion_from_features", False) and not resume:
+        from specframe.fusion_fit import feature_rms, fit_fusion_scale
+
+        seen = fit_fusion_scale(module.drafter.fc, feature_rms(module.target, data.train_rows[:8]))
+        print(f"fusion layer scaled to the target's features (feature RMS: max {seen['max_rms']:.1f}, median "
+              f"{seen['median_rms']:.2f}; the top 5 dimensions hold {seen['top5_energy']:.0%} of the energy)")
     before_path = out / "tau_before.json"
     if before_path.is_file():
         before = json.loads(before_path.read_text())

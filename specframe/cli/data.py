@@ -11,6 +11,7 @@ import argparse
 import dataclasses
 import math
 import sys
+from pathlib import Path
 from typing import Any
 
 from specframe.cli.recipe_args import add_recipe_arguments, recipe_from_args
@@ -152,9 +153,31 @@ def run_cache_features(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------------------------- specframe pack-answers
+def add_pack_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("folder", help="a complete `specframe regenerate --turns first` folder")
+    parser.add_argument("--out", required=True, help="answers file to write (.jsonl.gz)")
+
+
+def run_pack_answers(args: argparse.Namespace) -> int:
+    from specframe.data.answers import pack_answers
+
+    try:
+        header = pack_answers(args.folder, args.out)
+    except (ValueError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    size = Path(args.out).stat().st_size
+    print(f"wrote {header['rows']} answers ({size / 2**10:,.0f} KiB, no prompt text) to {args.out}. Train on them "
+          f"with `data.train: {header['data']}` and `data.answers: {args.out}`.")
+    return 0
+
+
 COMMANDS = [
     ("regenerate", "rewrite assistant turns with the target's own responses", add_regenerate_arguments,
      run_regenerate),
+    ("pack-answers", "keep only the target's replies of a regenerate folder, keyed by prompt", add_pack_arguments,
+     run_pack_answers),
     ("cache-features", "run the target once and store its features on disk", add_cache_arguments, run_cache_features),
 ]
 """(name, help, add_arguments, run) of each command of this family; cli/__init__.py registers them."""

@@ -65,6 +65,10 @@ def load_rows(cfg: DataConfig, tokenizer: Any, seed: int, conversations: list[An
         convs = load_conversations(cfg.train, limit=cfg.limit, allow_partial=cfg.allow_partial)
     elif cfg.limit is not None:
         convs = convs[: cfg.limit]
+    if cfg.answers:
+        from specframe.data.answers import join_answers, resolve_answers
+
+        convs = join_answers(list(convs), resolve_answers(cfg.answers), source=cfg.train)
     if cfg.exclude_benchmarks:
         convs = exclude_benchmark_prompts(list(convs))
     if len(convs) < 2:

@@ -50,6 +50,9 @@ class BlockDiffusionConfig:
     """Reduced draft vocabulary: the N most frequent target tokens of the training data (None: full vocabulary)."""
     init_norm_from_target: bool = True
     """Start the final norm from the target's final norm (the head then sees familiar scales)."""
+    init_fusion_from_features: bool = False
+    """Start `fc` with each input column divided by the RMS of its target feature on a few training rows, so
+    that the target's few massive-activation dimensions do not drown the rest (specframe/fusion_fit.py)."""
     init_from: str | None = None
     """Start from a drafter in the DFlash format: a local folder or a hub id (e.g. a published z-lab drafter).
     Checked against the target and these options (`specframe validate`, then before training)."""
