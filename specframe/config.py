@@ -121,6 +121,9 @@ class TrainerConfig:
     max_steps: int = 100
     accelerator: str = "auto"
     devices: Any = "auto"
+    """Devices per node (Lightning: "auto", a count, or a list of indices)."""
+    num_nodes: int = 1
+    """Nodes of one run (multi-node data parallelism; under Slurm, srun starts devices x num_nodes tasks)."""
     strategy: str = "auto"
     """Lightning strategy: auto, ddp, fsdp, deepspeed, ..."""
     precision: str = "32-true"
@@ -138,7 +141,7 @@ class TrainerConfig:
     """torch.compile the drafter."""
 
     def __post_init__(self) -> None:
-        for key in ("max_steps", "accumulate_grad_batches", "log_every_n_steps", "save_every_n_steps"):
+        for key in ("max_steps", "accumulate_grad_batches", "log_every_n_steps", "save_every_n_steps", "num_nodes"):
             if getattr(self, key) < 1:
                 raise ValueError(f"{key} must be >= 1, got {getattr(self, key)}")
         if str(self.precision) not in PRECISIONS:

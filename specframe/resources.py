@@ -54,6 +54,7 @@ def check_resources(recipe: Recipe, *, output_dir: bool = True, features_cache: 
         from specframe.data.check import check_data
 
         issues.extend(check_data(recipe.data))
+    issues.extend(strategy_issues(recipe.trainer.strategy, recipe.trainer.accelerator))
     if data and recipe.data.answers:
         from specframe.data.answers import resolve_answers
 
@@ -103,4 +104,16 @@ def writable_issues(path: Path, where: str = "run.output_dir") -> list[str]:
         return [f"{where}: cannot create {path}: {probe} exists and is not a folder"]
     if not os.access(probe, os.W_OK | os.X_OK):
         return [f"{where}: cannot write to {path} (nearest existing folder {probe} is not writable)"]
+    return []
+
+
+def strategy_issues(strategy: str, accelerator: str) -> list[str]:
+    """A Lightning strategy that cannot run on this machine's accelerator, said before anything loads (Lightning
+    itself says it only when the Trainer is built, after the target and data)."""
+    import torch
+
+    on_cpu = accelerator == "cpu" or (accelerator == "auto" and not torch.cuda.is_available())
+    if on_cpu and str(strategy).lower().startswith("fsdp"):
+        return [f"trainer.strategy: {strategy!r} needs CUDA GPUs (Lightning's FSDP does not run on CPU); on CPU use "
+                "'ddp' (processes with gloo) or 'auto'"]
     return []

@@ -111,7 +111,8 @@ def build_trainer(recipe: Recipe, out: Path, callbacks: list[Any] = ()) -> L.Tra
     if t.progress_bar:
         cbs.append(TQDMProgressBar(refresh_rate=1))
     return L.Trainer(
-        max_steps=t.max_steps, accelerator=t.accelerator, devices=t.devices, strategy=t.strategy,
+        max_steps=t.max_steps, accelerator=t.accelerator, devices=t.devices, num_nodes=t.num_nodes,
+        strategy=t.strategy,
         precision=trainer_precision(recipe), gradient_clip_val=t.gradient_clip_val,
         accumulate_grad_batches=t.accumulate_grad_batches, val_check_interval=t.val_every_n_steps,
         check_val_every_n_epoch=None, limit_val_batches=t.limit_val_batches, log_every_n_steps=t.log_every_n_steps,

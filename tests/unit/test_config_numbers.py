@@ -27,6 +27,7 @@ def test_zero_weight_is_allowed(tiny_recipe_dict) -> None:
     ("trainer", "save_every_n_steps", 2.5, "trainer.save_every_n_steps: must be an integer, got 2.5"),
     ("trainer", "precision", "bf17-mixed", "precision must be one of 32-true, bf16-mixed"),
     ("trainer", "accumulate_grad_batches", 0, "accumulate_grad_batches must be >= 1, got 0"),
+    ("trainer", "num_nodes", 0, "num_nodes must be >= 1, got 0"),
     ("trainer", "log_every_n_steps", 0, "log_every_n_steps must be >= 1"),
     ("trainer", "gradient_clip_val", math.inf, "trainer.gradient_clip_val: must be a finite number"),
     ("trainer", "max_steps", "100", "trainer.max_steps: must be an integer, got the string '100'"),

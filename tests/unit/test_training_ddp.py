@@ -74,3 +74,24 @@ def test_ddp_on_two_cpu_processes_equals_one_process_over_the_same_global_batch(
     # slots, so the two differ unless every micro-batch has as many; the size of the difference is printed.
     print(f"accumulate 2 x batch 2 vs batch 4 (same rows, per-micro-batch normalisation): max |weight diff| "
           f"{_max_diff(acc_w, one_w):.2e}")
+
+
+def test_fsdp_on_cpu_is_refused_before_anything_loads(tmp_path: Path) -> None:
+    """Lightning's FSDP strategy needs CUDA ("The strategy `fsdp` requires a GPU accelerator"): said at validate."""
+    from specframe.cli import main
+
+    assert main(["validate", str(BASE), str(TINY), "trainer.strategy=fsdp", "trainer.accelerator=cpu",
+                 f"run.output_dir={tmp_path / 'run'}"]) == 2
+    assert main(["validate", str(BASE), str(TINY), "trainer.strategy=ddp", "trainer.accelerator=cpu",
+                 f"run.output_dir={tmp_path / 'run'}"]) == 0
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_fsdp_on_one_gpu_trains_what_the_plain_strategy_trains(tmp_path: Path) -> None:
+    """FSDP cannot run on CPU (test above): on the day a GPU is there (tools/gpu_check.py runs the gpu tests),
+    FSDP over one device must train what the plain single-device strategy trains."""
+    gpu = ["trainer.accelerator=cuda", "trainer.devices=1", "data.batch_size=4"]
+    one_l, one_w = _train(tmp_path / "one", *gpu, "trainer.strategy=auto")
+    fsdp_l, fsdp_w = _train(tmp_path / "fsdp", *gpu, "trainer.strategy=fsdp")
+    assert _report("plain vs fsdp, 1 GPU", one_l, fsdp_l, one_w, fsdp_w) < 1e-4
