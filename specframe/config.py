@@ -66,7 +66,9 @@ class DataConfig:
     min_supervised: int = 2
     """Drop conversations with fewer supervised (assistant) tokens than this after truncation."""
     features_cache: str | None = None
-    """Folder written by `specframe cache-features`: read target features instead of running the target."""
+    """Folder written by `specframe cache-features`: read target features instead of running the target; or
+    `auto`: the run builds that cache itself once (resumable) and later runs of the same target and data reuse it
+    (specframe/data/auto_cache.py). Several epochs over cached rows take several times more steps per minute."""
     exclude_benchmarks: bool = True
     """Drop training conversations whose user turns contain an MT-Bench, HumanEval or GSM8K prompt
     (specframe/data/decontaminate.py): never train on what τ_real is measured on."""

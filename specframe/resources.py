@@ -35,7 +35,7 @@ def check_resources(recipe: Recipe, *, output_dir: bool = True, features_cache: 
             conversations; see data/check.py). Skipped when a features cache replaces the data.
     """
     issues: list[str] = []
-    if features_cache and recipe.data.features_cache:
+    if features_cache and recipe.data.features_cache and recipe.data.features_cache != "auto":
         from specframe.data.feature_cache import check_cache
 
         # A cache made for another target, tokenizer or data is refused, every mismatch listed.
@@ -50,7 +50,7 @@ def check_resources(recipe: Recipe, *, output_dir: bool = True, features_cache: 
         from specframe.export.importing import validate_issues
 
         issues.extend(validate_issues(recipe.target, recipe.drafter))
-    if data and not recipe.data.features_cache:
+    if data and recipe.data.features_cache in (None, "auto"):  # `auto` reads the data to build its cache
         from specframe.data.check import check_data
 
         issues.extend(check_data(recipe.data))

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import logging
 import os
@@ -150,7 +151,14 @@ def _train(recipe: Recipe, conversations: list[Any] | None, out: Path, last: Pat
 
     L.seed_everything(recipe.run.seed, workers=True, verbose=False)
     module = DraftTrainingModule(recipe.resolved, recipe=recipe)  # validated once, by the command
-    data = ChatDataModule(recipe.data, module.target.tokenizer, seed=recipe.run.seed, conversations=conversations)
+    data_cfg = recipe.data
+    if data_cfg.features_cache == "auto":  # built here, with the target already loaded; reused by later runs
+        from specframe.data.auto_cache import ensure_auto_cache
+
+        folder = ensure_auto_cache(recipe, module.target, needs_logits=module.needs_logits,
+                                   loss_needs_logits=module.objective.needs_target_logits, conversations=conversations)
+        data_cfg = dataclasses.replace(data_cfg, features_cache=str(folder))
+    data = ChatDataModule(data_cfg, module.target.tokenizer, seed=recipe.run.seed, conversations=conversations)
     data.setup("fit")
     if module.vocab.reduced and not resume:
         from specframe.vocab_fit import coverage, fit_draft_vocab

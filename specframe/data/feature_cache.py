@@ -51,7 +51,7 @@ DTYPES = {"bfloat16": torch.bfloat16, "float32": torch.float32}
 # Target options that do not change the stored features, so a cache made with another value still fits.
 IGNORED_TARGET_OPTIONS = frozenset({"attn_implementation", "spare_token_id"})
 # Data settings that change which rows exist and what tokens they hold (batch size, anchors... do not).
-DATA_KEYS = ("train", "limit", "val_conversations", "max_length", "min_supervised", "exclude_benchmarks")
+DATA_KEYS = ("train", "limit", "val_conversations", "max_length", "min_supervised", "exclude_benchmarks", "answers")
 
 
 def shard_name(i: int) -> str:
@@ -150,7 +150,7 @@ def check_cache(path: str | Path, *, target: ComponentSpec | None, data: DataCon
                 issues.append(f"{where}: made with target.{key}={have.get(key, '<unset>')!r}, this recipe has "
                               f"target.{key}={want.get(key, '<unset>')!r}")
     for key, value in data_fingerprint(data, seed).items():
-        cached = manifest["data"].get(key, "<unset>")
+        cached = manifest["data"].get(key, None if key == "answers" else "<unset>")  # older caches: no answers
         if cached != value:
             name = ("run.seed" if data.split_seed is None else "data.split_seed") if key == "seed" else f"data.{key}"
             issues.append(f"{where}: made with {name}={cached!r}, this recipe has {name}={value!r}")
