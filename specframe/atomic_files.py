@@ -26,10 +26,18 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     tmp = path.with_name(f"{path.name}.tmp")
     try:
         yield tmp
+        if tmp.is_file():  # some writers (safetensors) create 0600 files: give the usual permissions
+            os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def write_text(path: str | Path, text: str) -> Path:

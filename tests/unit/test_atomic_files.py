@@ -30,3 +30,20 @@ def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path) -> None:
             tmp.write_text("{")
             raise KeyboardInterrupt
     assert not (tmp_path / "fresh.json").exists()
+
+
+def test_a_file_created_private_gets_the_usual_permissions(tmp_path) -> None:
+    """safetensors writes 0600 files: an exported drafter must be readable by the serving engine's user."""
+    import os
+    import stat
+
+    from specframe.atomic_files import atomic_path
+
+    mask = os.umask(0o022)
+    try:
+        with atomic_path(tmp_path / "model.safetensors") as tmp:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT, 0o600)
+            os.close(fd)
+    finally:
+        os.umask(mask)
+    assert stat.S_IMODE((tmp_path / "model.safetensors").stat().st_mode) == 0o644
