@@ -119,6 +119,7 @@ def write_folder(out: Path, config: dict[str, Any], state: dict[str, torch.Tenso
     tmp.mkdir()
     try:
         save_file(state, str(tmp / "model.safetensors"), metadata={"format": "pt"})
+        os.chmod(tmp / "model.safetensors", 0o644)  # safetensors creates it 0600: the server's user must read it
         for name, obj in extras.items():
             torch.save(obj, tmp / name)
         (tmp / "README.md").write_text(readme)

@@ -25,6 +25,7 @@ def test_export_writes_the_format(run_factory, tmp_path, capsys) -> None:
     assert config["dflash_config"]["mask_token_id"] == 259  # the tiny target's default frozen row
     state = load_file(out / "model.safetensors")
     assert fmt.check_state(fmt.expected_shapes(config), state) == []
+    assert (out / "model.safetensors").stat().st_mode & 0o044 == 0o044  # readable by the serving engine's user
     assert "layers.1.self_attn.k_norm.weight" in state and "mask_embedding" not in state
     readme = (out / "README.md").read_text()
     assert "--speculative-algorithm DFLASH" in readme and "--speculative-num-draft-tokens 8" in readme
