@@ -224,11 +224,13 @@ def estimate(recipe: Any, *, devices: int | None = None, arch: Arch | None = Non
     # returned, then the tapped ones are concatenated and kept), then the drafter's forward and backward (its
     # saved activations, one chunk of LM head + loss). The peak is the larger phase on top of what persists.
     taps_kept = B * S * taps * H * tb
-    if recipe.data.features_cache:
+    if recipe.data.features_cache and recipe.data.features_cache != "auto":
         target_phase = 0
         p.notes.append("features come from the cache: no target forward")
-    else:
+    else:  # online, or `auto`: the run first caches the features with this same forward (then steps read them)
         target_phase = (a.layers + 1) * B * S * H * tb + B * S * (2 * a.intermediate + 4 * H) * tb
+        if recipe.data.features_cache == "auto":
+            p.notes.append("features_cache: auto: the target's forward runs once per row while the cache is built")
         if _needs_target_logits(recipe):  # logits, then their shifted copy, kept for the loss
             taps_kept += 2 * B * S * a.vocab * tb
     p.items["target features kept for the step" if not recipe.data.features_cache else "cached target features"] = \
