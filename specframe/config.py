@@ -79,7 +79,7 @@ class DataConfig:
     """Train on an unfinished `specframe regenerate` folder (manifest complete=false); refused otherwise."""
     answers: str | None = None
     """Target answers joined with the prompts of `train` (specframe/data/answers.py): a file written by
-    `specframe pack-answers`, or a shipped name (smollm2-sharegpt). Only the conversations answered are used."""
+    `specframe pack-answers`. Only the conversations answered are used."""
 
     def __post_init__(self) -> None:
         if self.limit is not None and self.limit < 0:

@@ -15,8 +15,8 @@ dropped and counted, never joined to the wrong prompt.
     specframe pack-answers data/regen --out answers.jsonl.gz
     # recipe: data: {train: sharegpt, answers: answers.jsonl.gz}
 
-`data.answers: smollm2-sharegpt` names the file shipped in the package (specframe/data/shipped/), built by
-those commands (docs/results.md gives the exact ones).
+No answers file is shipped with the package yet (docs/results.md §0: regenerated answers were not shown to raise
+τ_real at CPU budgets).
 """
 from __future__ import annotations
 
@@ -33,9 +33,6 @@ log = logging.getLogger(__name__)
 
 FORMAT = "specframe-answers"
 VERSION = 1
-SHIPPED_DIR = Path(__file__).parent / "shipped"
-SHIPPED = {"smollm2-sharegpt": "smollm2_sharegpt_answers.jsonl.gz"}
-"""Answers files shipped in the package, by name."""
 
 
 def prompt_of(conversation: list[dict[str, str]]) -> list[dict[str, str]]:
@@ -51,14 +48,12 @@ def prompt_key(conversation: list[dict[str, str]]) -> str:
     return hashlib.sha256(canon.encode("utf-8")).hexdigest()[:16]
 
 
-def resolve_answers(name_or_path: str) -> Path:
-    """A shipped answers file by name, or a path; FileNotFoundError naming both choices otherwise."""
-    if name_or_path in SHIPPED:
-        return SHIPPED_DIR / SHIPPED[name_or_path]
-    path = Path(name_or_path).expanduser()
+def resolve_answers(path_text: str) -> Path:
+    """The answers file at `path_text`; FileNotFoundError saying how to make one otherwise."""
+    path = Path(path_text).expanduser()
     if not path.is_file():
-        raise FileNotFoundError(f"answers file {name_or_path!r} does not exist; give a path written by "
-                                f"`specframe pack-answers` or a shipped name: {', '.join(sorted(SHIPPED))}")
+        raise FileNotFoundError(f"answers file {path_text!r} does not exist; write one with "
+                                "`specframe regenerate ... --turns first` then `specframe pack-answers`")
     return path
 
 

@@ -7,8 +7,7 @@ import json
 import pytest
 
 from specframe.cli import main
-from specframe.data.answers import (SHIPPED, SHIPPED_DIR, join_answers, pack_answers, prompt_key, read_answers,
-                                    resolve_answers)
+from specframe.data.answers import join_answers, pack_answers, prompt_key, read_answers, resolve_answers
 from specframe.data import regenerate as regen
 from specframe.data.regenerate import RegenerateSettings, regenerate
 from specframe.targets import TARGETS
@@ -71,7 +70,7 @@ def test_prompt_key_depends_on_the_prompt_only():
 
 
 def test_bad_files_are_named(tmp_path, regenerated):
-    with pytest.raises(FileNotFoundError, match="smollm2-sharegpt"):
+    with pytest.raises(FileNotFoundError, match="specframe pack-answers"):
         resolve_answers(str(tmp_path / "missing.jsonl.gz"))
     plain = tmp_path / "plain.jsonl.gz"
     with gzip.open(plain, "wt") as f:
@@ -97,13 +96,3 @@ def test_cli_pack_answers(regenerated, tmp_path, capsys):
     assert "no prompt text" in capsys.readouterr().out and out.is_file()
     assert main(["pack-answers", str(tmp_path), "--out", str(out)]) == 2
     assert "manifest.json" in capsys.readouterr().err
-
-
-def test_shipped_answers_are_readable_and_small():
-    for name, file in SHIPPED.items():
-        path = SHIPPED_DIR / file
-        if not path.is_file():
-            pytest.skip(f"{file} not built in this checkout")
-        header, answers = read_answers(resolve_answers(name))
-        assert header["data"] == "sharegpt" and header["settings"]["temperature"] == 0.0
-        assert len(answers) > 100 and path.stat().st_size < 4 * 2**20
