@@ -175,3 +175,25 @@ def recipe_factory():
 def tiny_recipe_dict(tmp_path: Path) -> dict[str, Any]:
     """A resolved recipe dict: tiny target, 1-layer drafter, block_size 8, 2 steps, output under tmp_path."""
     return make_recipe_dict(tmp_path / "run")
+
+
+@pytest.fixture(scope="session")
+def make_untrained_run():
+    """`make(run_folder)`: write a Lightning-style checkpoint of an untrained quickstart+tiny drafter (the resolved
+    recipe + drafter/vocab weights, no target) into `run_folder/checkpoints/last.ckpt`; returns the module."""
+    from specframe.config import compose, validate_recipe
+    from specframe.module import DraftTrainingModule
+
+    recipes = Path(__file__).resolve().parents[1] / "recipes"
+
+    def make(run: Path) -> Any:
+        recipe = validate_recipe(compose(recipes / "quickstart.yaml", [recipes / "debug" / "tiny.yaml"],
+                                         [f"run.output_dir={run}"]))
+        module = DraftTrainingModule(recipe.resolved)
+        state = {k: v for k, v in module.state_dict().items() if not k.startswith("target.")}
+        (run / "checkpoints").mkdir()
+        torch.save({"hyper_parameters": {"config": recipe.resolved}, "state_dict": state},
+                   run / "checkpoints" / "last.ckpt")
+        return module
+
+    return make

@@ -15,16 +15,10 @@ RECIPES = Path(__file__).resolve().parents[3] / "recipes"
 
 
 @pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
+def checkpoint(tmp_path_factory, make_untrained_run):
     """A Lightning-style checkpoint of an untrained drafter: the resolved recipe + drafter/vocab weights."""
     run = tmp_path_factory.mktemp("run")
-    recipe = validate_recipe(compose(RECIPES / "quickstart.yaml", [RECIPES / "debug" / "tiny.yaml"],
-                                     [f"run.output_dir={run}"]))
-    module = DraftTrainingModule(recipe.resolved)
-    state = {k: v for k, v in module.state_dict().items() if not k.startswith("target.")}
-    (run / "checkpoints").mkdir()
-    checkpoint = {"hyper_parameters": {"config": recipe.resolved}, "state_dict": state}
-    torch.save(checkpoint, run / "checkpoints" / "last.ckpt")
+    make_untrained_run(run)
     return run
 
 

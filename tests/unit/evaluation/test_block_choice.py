@@ -5,13 +5,11 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 
 from specframe.cli import main
 from specframe.config import compose, validate_recipe
 from specframe.errors import ConfigError
 from specframe.evaluation.block_choice import PilotRow, best, candidate_block_sizes, pilot_prompts
-from specframe.module import DraftTrainingModule
 
 RECIPES = Path(__file__).resolve().parents[3] / "recipes"
 
@@ -39,15 +37,9 @@ def test_bad_block_size_setting_is_a_config_error():
 
 
 @pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
+def checkpoint(tmp_path_factory, make_untrained_run):
     run = tmp_path_factory.mktemp("run")
-    recipe = validate_recipe(compose(RECIPES / "quickstart.yaml", [RECIPES / "debug" / "tiny.yaml"],
-                                     [f"run.output_dir={run}"]))
-    module = DraftTrainingModule(recipe.resolved)
-    state = {k: v for k, v in module.state_dict().items() if not k.startswith("target.")}
-    (run / "checkpoints").mkdir()
-    torch.save({"hyper_parameters": {"config": recipe.resolved}, "state_dict": state},
-               run / "checkpoints" / "last.ckpt")
+    module = make_untrained_run(run)
     return run, module.target
 
 
