@@ -9,9 +9,9 @@ from __future__ import annotations
 from typing import Protocol
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
+from specframe.decoding.small_batch import small_batch_linear
 from specframe.vocab import DraftVocab
 
 
@@ -77,7 +77,7 @@ class BlockDrafterSource:
         blocks = resize_block(blocks, block_size).to(self.dtype)
         hidden = self.drafter.run_layers(blocks, torch.tensor([[anchor_pos]], device=self.device), self.kv, None)
         h = hidden[0, 0, 1:]  # [B-1, H]: slot 0 (the anchor) is never a prediction
-        logits = F.linear(h.to(self.head_weight.dtype), self.head_weight).float()
+        logits = small_batch_linear(h.to(self.head_weight.dtype), self.head_weight).float()
         if self.vocab is None or not self.vocab.reduced:
             return logits
         full = logits.new_full((logits.shape[0], self.vocab_size), float("-inf"))

@@ -36,6 +36,7 @@ from torch import Tensor
 
 from specframe.decoding.drafts import BlockDrafterSource, DraftSource, OracleDraftSource
 from specframe.decoding.sampling import probabilities, sample
+from specframe.decoding.small_batch import small_batch_linears
 from specframe.decoding.target_cache import (cache_length, forward_with_cache, keep_positions, new_cache,
                                              tree_attention_mask)
 from specframe.decoding.tree import build_tree
@@ -197,10 +198,13 @@ class SpeculativeDecoder:
         strategy: a test-time strategy (a DECODE_STRATEGIES entry), a name, or {name, **options}.
         block_size: B, slots per block including the anchor (any B >= 2).
         eos_ids: tokens that end a response (default: the target's eos ids).
+        small_batch_kernel: run the linear layers of target and drafter through `small_batch_linear` (CPU
+            float32, <= 16 rows: about half the cost of a 2-16-token verify; specframe/decoding/small_batch.py).
+            `target_only_decode` takes the same switch: compare the two with the same setting.
     """
 
     def __init__(self, target: Any, drafts: DraftSource, strategy: Any = None, *, block_size: int,
-                 eos_ids: set[int] | None = None):
+                 eos_ids: set[int] | None = None, small_batch_kernel: bool = True):
         if not isinstance(block_size, int) or block_size < 2:
             raise ValueError(f"block_size must be an integer >= 2 (the anchor and at least one draft), "
                              f"got {block_size!r}")
@@ -209,13 +213,15 @@ class SpeculativeDecoder:
         self.strategy = build_strategy(strategy)
         self.block_size = block_size
         self.eos_ids = eos_ids_of(target) if eos_ids is None else set(eos_ids)
+        self.small_batch_kernel = small_batch_kernel
 
     @classmethod
     def for_drafter(cls, target: Any, drafter: Any, vocab: Any = None, strategy: Any = None, *,
-                    block_size: int | None = None, eos_ids: set[int] | None = None) -> SpeculativeDecoder:
+                    block_size: int | None = None, eos_ids: set[int] | None = None,
+                    small_batch_kernel: bool = True) -> SpeculativeDecoder:
         """A decoder over a trained block drafter (block size defaults to the drafter's)."""
         return cls(target, BlockDrafterSource(drafter, target, vocab), strategy,
-                   block_size=block_size or drafter.block_size, eos_ids=eos_ids)
+                   block_size=block_size or drafter.block_size, eos_ids=eos_ids, small_batch_kernel=small_batch_kernel)
 
     @classmethod
     def oracle(cls, target: Any, sequence: list[int], strategy: Any = None, *, block_size: int,
@@ -229,6 +235,11 @@ class SpeculativeDecoder:
     def generate(self, prompt_ids: list[int], *, max_new_tokens: int, temperature: float = 0.0,
                  seed: int = 0) -> DecodeResult:
         """Generate one response to `prompt_ids`; the output is the target's own (greedy, or its distribution)."""
+        modules = (self.target.model, getattr(self.drafts, "drafter", None)) if self.small_batch_kernel else ()
+        with small_batch_linears(*modules):
+            return self._generate(prompt_ids, max_new_tokens, temperature, seed)
+
+    def _generate(self, prompt_ids: list[int], max_new_tokens: int, temperature: float, seed: int) -> DecodeResult:
         _check_budget(max_new_tokens, temperature)
         model, B = self.target.model, self.block_size
         device = next(model.parameters()).device
@@ -271,14 +282,22 @@ class SpeculativeDecoder:
 
 @torch.inference_mode()
 def target_only_decode(target: Any, prompt_ids: list[int], *, max_new_tokens: int, temperature: float = 0.0,
-                       seed: int = 0, eos_ids: set[int] | None = None, stop_on_eos: bool = True) -> DecodeResult:
+                       seed: int = 0, eos_ids: set[int] | None = None, stop_on_eos: bool = True,
+                       small_batch_kernel: bool = True) -> DecodeResult:
     """Plain decoding with the target's KV cache, one token per forward, timed like speculative decoding.
 
     Each forward is recorded as a step with accepted = 0 and committed = 1 (τ = 1).
 
     Args:
         stop_on_eos: False continues past EOS (labels for parity checks need the continuation).
+        small_batch_kernel: as for SpeculativeDecoder (the same linear kernels on both sides of a comparison).
     """
+    with small_batch_linears(*((target.model,) if small_batch_kernel else ())):
+        return _target_only(target, prompt_ids, max_new_tokens, temperature, seed, eos_ids, stop_on_eos)
+
+
+def _target_only(target: Any, prompt_ids: list[int], max_new_tokens: int, temperature: float, seed: int,
+                 eos_ids: set[int] | None, stop_on_eos: bool) -> DecodeResult:
     _check_budget(max_new_tokens, temperature)
     model = target.model
     device = next(model.parameters()).device
