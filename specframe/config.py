@@ -627,7 +627,7 @@ def _cross_checks(sections: dict[str, Any], loss: list[ComponentSpec], align: li
     return issues
 
 
-ONLINE_INPUTS = frozenset({"target_hidden", "labels", "target_logits"})
+ONLINE_INPUTS = frozenset({"target_hidden", "labels", "target_logits", "target_greedy"})
 """What a training step has when the target runs in the loop (a features cache may provide less)."""
 
 

@@ -16,6 +16,7 @@ from torch import Tensor, nn
 
 # Names of step outputs that loss terms may require and alignment strategies may produce.
 TARGET_LOGITS = "target_logits"
+TARGET_GREEDY = "target_greedy"  # the argmax of target_logits only: a features cache with top-1 logits has it
 TARGET_HIDDEN = "target_hidden"
 LABELS = "labels"
 
@@ -45,6 +46,7 @@ class AlignedBatch:
     anchors: Tensor  # [B, N] long, anchor positions (sorted; meaningless where not anchor_valid)
     anchor_valid: Tensor  # [B, N] bool
     target_logits: Tensor | None = None  # [B, S, V] aligned as above
+    target_greedy: Tensor | None = None  # [B, S] long, target_logits[b, p].argmax(): the target's token for p
 
 
 @dataclass(frozen=True, kw_only=True)

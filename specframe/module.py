@@ -39,8 +39,9 @@ class DraftTrainingModule(L.LightningModule):
         if r.trainer.compile:
             self.drafter.compile()  # in place: state_dict keys stay `drafter.*` (no `_orig_mod.` prefix)
         self.alignments, self.objective = parts.alignments, parts.objective
-        self.needs_logits = self.objective.needs_target_logits or any(
-            "target_logits" in getattr(a, "requires", ()) for a in self.alignments)
+        requires = [set(getattr(a, "requires", ())) for a in self.alignments]
+        self.needs_logits = self.objective.needs_target_logits or any("target_logits" in r for r in requires)
+        self.needs_greedy = any("target_greedy" in r for r in requires)  # the argmax only: no [B, S, V] tensor
         K = self.drafter.block_size
         self.train_tau, self.val_tau = AcceptanceLength(K), AcceptanceLength(K)
 
@@ -51,19 +52,28 @@ class DraftTrainingModule(L.LightningModule):
     # -- one step, in the order of the sentence in style.md ------------------------------------
     def aligned_view(self, batch: dict[str, Tensor], generator: torch.Generator) -> AlignedBatch:
         ids, valid = batch["input_ids"], batch["attention_mask"].bool()
-        logits = None
-        if "target_hidden" in batch and (not self.needs_logits or "target_topk_ids" in batch):
+        logits = greedy = None
+        wants_target_logits = self.needs_logits or self.needs_greedy
+        if "target_hidden" in batch and (not wants_target_logits or "target_topk_ids" in batch):
             hidden = batch["target_hidden"]  # from a features cache: no target pass
             if self.needs_logits:  # cached top-k logits, -inf elsewhere (data/feature_cache.py: kept mass)
                 logits = topk_to_dense(batch["target_topk_ids"], batch["target_topk_values"], self.target.vocab_size)
+            if self.needs_greedy:  # top-k is sorted: the first id is the argmax
+                greedy = batch["target_topk_ids"][..., 0].long()
         else:
-            out = self.target(ids, valid, with_logits=self.needs_logits)
-            hidden, logits = out.hidden, out.logits
-        if logits is not None:  # logits at p predict p + 1: shift so that [p] is the distribution of p
+            out = self.target(ids, valid, with_logits=wants_target_logits)
+            hidden = out.hidden
+            greedy = out.logits.argmax(-1) if self.needs_greedy else None
+            logits = out.logits if self.needs_logits else None
+        # logits at p predict p + 1: shift so that [p] is the distribution (and greedy token) of p
+        if logits is not None:
             logits = torch.cat([logits[:, :1], logits[:, :-1]], dim=1)
+        if greedy is not None:
+            greedy = torch.cat([greedy[:, :1], greedy[:, :-1]], dim=1)
         anchors, anchor_valid = sample_anchors(batch["loss_mask"], self.recipe.data.num_anchors, generator)
         view = AlignedBatch(input_ids=ids, labels=ids, loss_mask=batch["loss_mask"].bool(), context=hidden,
-                            context_valid=valid, anchors=anchors, anchor_valid=anchor_valid, target_logits=logits)
+                            context_valid=valid, anchors=anchors, anchor_valid=anchor_valid, target_logits=logits,
+                            target_greedy=greedy)
         for strategy in self.alignments:
             view = strategy.align(view)
         return view

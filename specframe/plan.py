@@ -172,12 +172,13 @@ def shape_of(recipe: Any) -> dict[str, Any]:
 
 
 def _needs_target_logits(recipe: Any) -> bool:
-    """Whether a loss term or alignment strategy declares `requires = {"target_logits"}` (registry classes)."""
+    """Whether a loss term or alignment strategy requires target logits or their argmax (registry classes)."""
     from specframe.config import registries
 
     regs = registries()
     pairs = [("loss", x.name) for x in recipe.loss] + [("alignment", x.name) for x in recipe.alignment]
-    return any("target_logits" in getattr(regs[kind].get(name).obj, "requires", ()) for kind, name in pairs)
+    return any({"target_logits", "target_greedy"} & set(getattr(regs[kind].get(name).obj, "requires", ()))
+               for kind, name in pairs)
 
 
 def estimate(recipe: Any, *, devices: int | None = None, arch: Arch | None = None, strategy: str | None = None,

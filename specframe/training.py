@@ -155,7 +155,7 @@ def _train(recipe: Recipe, conversations: list[Any] | None, out: Path, last: Pat
     if data_cfg.features_cache == "auto":  # built here, with the target already loaded; reused by later runs
         from specframe.data.auto_cache import ensure_auto_cache
 
-        folder = ensure_auto_cache(recipe, module.target, needs_logits=module.needs_logits,
+        folder = ensure_auto_cache(recipe, module.target, needs_logits=module.needs_logits or module.needs_greedy,
                                    loss_needs_logits=module.objective.needs_target_logits, conversations=conversations)
         data_cfg = dataclasses.replace(data_cfg, features_cache=str(folder))
     data = ChatDataModule(data_cfg, module.target.tokenizer, seed=recipe.run.seed, conversations=conversations)

@@ -119,9 +119,13 @@ def read_manifest(path: str | Path) -> dict[str, Any]:
 
 
 def cache_provides(path: str | Path) -> set[str]:
-    """What a cache gives a training step: {"target_hidden"}, plus "target_logits" when top-k logits are stored."""
-    manifest = read_manifest(path)
-    return {"target_hidden"} | ({"target_logits"} if manifest.get("logits_topk") else set())
+    """What a cache gives a training step: {"target_hidden"}, plus "target_logits" and "target_greedy" (the top-1)
+    when top-k logits are stored."""
+    return _provides(read_manifest(path))
+
+
+def _provides(manifest: dict[str, Any]) -> set[str]:
+    return {"target_hidden"} | ({"target_logits", "target_greedy"} if manifest.get("logits_topk") else set())
 
 
 def check_cache(path: str | Path, *, target: ComponentSpec | None, data: DataConfig, seed: int
@@ -135,7 +139,7 @@ def check_cache(path: str | Path, *, target: ComponentSpec | None, data: DataCon
         manifest = read_manifest(path)
     except ConfigError as e:
         return set(), e.issues
-    provides = {"target_hidden"} | ({"target_logits"} if manifest.get("logits_topk") else set())
+    provides = _provides(manifest)
     where = f"data.features_cache ({path})"
     issues = []
     if target is not None:

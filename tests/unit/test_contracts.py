@@ -16,13 +16,13 @@ import torch
 
 from specframe.alignment import ALIGNMENTS
 from specframe.drafters import DRAFTERS
-from specframe.interfaces import LABELS, TARGET_HIDDEN, TARGET_LOGITS, AlignedBatch, SlotChunk
+from specframe.interfaces import LABELS, TARGET_GREEDY, TARGET_HIDDEN, TARGET_LOGITS, AlignedBatch, SlotChunk
 from specframe.losses import LOSS_TERMS
 from specframe.plugins import import_plugin, import_plugins
 from specframe.targets import TARGETS
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-STEP_OUTPUTS = {TARGET_LOGITS, TARGET_HIDDEN, LABELS}
+STEP_OUTPUTS = {TARGET_LOGITS, TARGET_GREEDY, TARGET_HIDDEN, LABELS}
 OFFLINE_TARGETS = {"tiny"}  # targets that build without a download (others: a meta flag `offline=True`)
 
 
@@ -213,10 +213,11 @@ def _view(B=2, S=12, N=3, V=17, F=8) -> AlignedBatch:
     ids = torch.randint(0, V, (B, S), generator=g)
     valid = torch.ones(B, S, dtype=torch.bool)
     valid[1, -3:] = False
+    logits = torch.randn(B, S, V, generator=g)
     return AlignedBatch(input_ids=ids, labels=ids.clone(), loss_mask=valid & (torch.arange(S) > 2),
                         context=torch.randn(B, S, F, generator=g), context_valid=valid,
                         anchors=torch.tensor([[3, 4, 8], [3, 5, 6]]), anchor_valid=torch.ones(B, N, dtype=torch.bool),
-                        target_logits=torch.randn(B, S, V, generator=g))
+                        target_logits=logits, target_greedy=logits.argmax(-1))
 
 
 @pytest.mark.parametrize("name", TRAIN_ALIGNMENTS)

@@ -119,15 +119,21 @@ def test_target_greedy_labels_use_the_targets_prediction_for_each_position(
         recipe_factory, tmp_path, conversations) -> None:
     cfg = recipe_factory(tmp_path, alignment=[{"name": "target_greedy_labels"}])
     m = DraftTrainingModule(cfg)
-    assert m.needs_logits
+    assert m.needs_greedy and not m.needs_logits  # the argmax only: no [B, S, V] logits in the step
     batch = first_batch(m, conversations)
     view = m.aligned_view(batch, gen())
+    assert view.target_logits is None
     with torch.no_grad():
         logits = m.target.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
     greedy = logits.argmax(-1)  # [p] predicts the token at p + 1
     valid = batch["attention_mask"].bool()
     assert torch.equal(view.labels[:, 1:][valid[:, 1:]], greedy[:, :-1][valid[:, 1:]])
     assert torch.equal(view.input_ids, batch["input_ids"])  # the drafter still reads the real tokens
+    # From a features cache (top-1 ids and values, as `features_cache: auto` stores them): the same labels.
+    top_values, top_ids = logits.topk(1, dim=-1)
+    cached = {**batch, "target_hidden": m.target(batch["input_ids"], valid).hidden, "target_topk_ids": top_ids.int(),
+              "target_topk_values": top_values}
+    assert torch.equal(m.aligned_view(cached, gen()).labels, view.labels)
 
 
 def test_a_lightning_step_keeps_the_target_frozen(tiny_recipe_dict, conversations, tmp_path) -> None:
