@@ -1,12 +1,14 @@
 """Decode speed of specframe's engine against the reference's `dflash_generate`, same weights, one process.
 
     PYTHONPATH=. python3 tools/bench_decode_reference.py RUN [--prompts 3] [--max-new-tokens 64] \
-        [--dtype float32] [--threads 2] [--out bench_decode_reference.json]
+        [--dtype float32] [--threads 2] [--kernel small-batch|F.linear] [--out bench_decode_reference.json]
 
 Both decode the same chat-rendered prompts (first turns of MT-Bench, HumanEval, GSM8K) with the run's drafter
 (exported for the reference) and the run's target in --dtype, greedy, the same EOS ids and budget; each prompt is
 decoded by both, alternating which goes first, after one untimed warm-up each. Printed: generated tokens per
 second of wall time (prefill included) per engine and the ratio ours / reference; the JSON holds every row.
+Both engines run their linear layers with the same --kernel (specframe/decoding/small_batch.py): by default
+the small-batch CPU kernel that specframe's engine uses, applied to the reference's drafter and the target too.
 A benchmark, not a test: it asserts nothing about time.
 """
 from __future__ import annotations
@@ -32,11 +34,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--gsm8k", default=GSM8K if Path(GSM8K).is_file() else None)
+    ap.add_argument("--kernel", choices=["small-batch", "F.linear"], default="small-batch")
     ap.add_argument("--out", default="bench_decode_reference.json")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     from specframe.checkpoint import load_trained
     from specframe.decoding.engine import SpeculativeDecoder, eos_ids_of
+    from specframe.decoding.small_batch import small_batch_linears
     from specframe.export.reference import load_reference, reference_generate
     from specframe.export.writer import export_drafter
     from specframe.targets import TARGETS
@@ -51,7 +55,8 @@ def main(argv: list[str] | None = None) -> int:
         export_drafter(drafter, target, vocab, Path(tmp) / "x", engine="reference", dtype=args.dtype)
         ref = load_reference(Path(tmp) / "x", dtype=dtype)
     eos = eos_ids_of(target)
-    dec = SpeculativeDecoder.for_drafter(target, drafter, vocab, "single", eos_ids=eos)
+    small = args.kernel == "small-batch"
+    dec = SpeculativeDecoder.for_drafter(target, drafter, vocab, "single", eos_ids=eos, small_batch_kernel=small)
     prompts = first_turn_prompts(target.tokenizer, args.prompts, args.gsm8k)
 
     def ours(ids):
@@ -61,7 +66,8 @@ def main(argv: list[str] | None = None) -> int:
 
     def theirs(ids):
         t0 = time.perf_counter()
-        out = reference_generate(ref, target, ids, max_new_tokens=args.max_new_tokens, eos_ids=eos)
+        with small_batch_linears(*((target.model, ref) if small else ())):
+            out = reference_generate(ref, target, ids, max_new_tokens=args.max_new_tokens, eos_ids=eos)
         steps = out["per_step"]
         return len(out["tokens"]), time.perf_counter() - t0, (sum(steps) / len(steps) if steps else None)
 
@@ -85,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{r['ours']['tau'] or 0:>8.3f}{r['reference']['tau'] or 0:>8.3f}")
     print(f"{'all':<14}{tps['ours']:>11.2f}{tps['reference']:>11.2f}{ratio:>8.3f}")
     Path(args.out).write_text(json.dumps({"run": args.run, "dtype": args.dtype, "threads": args.threads,
+                                          "kernel": args.kernel,
                                           "max_new_tokens": args.max_new_tokens, "tokens_per_s": tps,
                                           "ratio_ours_over_reference": ratio, "rows": rows}, indent=2))
     print(f"written {args.out}")
