@@ -171,7 +171,9 @@ class Evaluator:
     def _report(self, per_bench: dict[str, list[ResponseRecord]]) -> dict[str, Any]:
         summaries = {name: summarize(recs, self.block_size) for name, recs in per_bench.items()}
         return {
-            "settings": {**asdict(self.s), "block_size": self.block_size},
+            "settings": {**asdict(self.s), "block_size": self.block_size,
+                         # both decodings use it (specframe/decoding/small_batch.py): CPU float32, <= 16 rows
+                         "linear_kernel": "small-batch" if self.spec.small_batch_kernel else "F.linear"},
             "summary": summaries,
             "overall": overall(summaries, [r for recs in per_bench.values() for r in recs], self.block_size),
             "responses": [asdict(r) for recs in per_bench.values() for r in recs],
@@ -244,7 +246,8 @@ def markdown(report: dict[str, Any], title: str = "Real-decoding evaluation") ->
     lines = [
         f"# {title}", "",
         f"block size {st['block_size']}, strategy {strat}, temperature {st['temperature']}, "
-        f"max_new_tokens {st['max_new_tokens']}, {st['num_prompts']} prompts per benchmark", "",
+        f"max_new_tokens {st['max_new_tokens']}, {st['num_prompts']} prompts per benchmark, "
+        f"linear kernel {st.get('linear_kernel', 'F.linear')}", "",
         "| benchmark | responses | τ | τ pooled | verify width | spec tok/s | target tok/s | speedup | "
         "oracle τ | oracle speedup | greedy identical |",
         "|---|---|---|---|---|---|---|---|---|---|---|",

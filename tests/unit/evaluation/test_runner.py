@@ -73,6 +73,7 @@ def test_evaluator_multi_turn_lossless_and_oracle(target, fitted_drafter, prompt
     assert json.loads(json_path.read_text())["summary"][str(prompt_file)]["responses"] == 3
     text = md_path.read_text()
     assert "| benchmark | responses | τ |" in text and "oracle τ" in text
+    assert report["settings"]["linear_kernel"] == "small-batch" and "linear kernel small-batch" in text
     assert sorted(p.name for p in (tmp_path / "eval").iterdir()) == sorted([json_path.name, md_path.name])
     assert markdown(report).count("\n| all |") == 3  # the summary, histogram and per-slot tables
 
