@@ -102,7 +102,7 @@ def test_topk_logits_feed_distillation_terms(make, tmp_path: Path, tiny_target) 
         prepare_recipe(make(loss=loss, data={"features_cache": str(tmp_path / "nologits")}))
 
     m = build_cache(prepare_recipe(make()), tmp_path / "topk", dtype="float32", logits_topk=4, target=tiny_target)
-    assert cache_provides(tmp_path / "topk") == {"target_hidden", "target_logits"}
+    assert cache_provides(tmp_path / "topk") == {"target_hidden", "target_logits", "target_greedy"}
     assert 0 < m["mean_topk_mass"] < 1
     expected = _losses(make(loss=loss), 1)
     got = _losses(make(loss=loss, data={"features_cache": str(tmp_path / "topk")}), 1, forbid_target=True)
