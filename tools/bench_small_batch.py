@@ -52,13 +52,9 @@ def forward_costs(target, widths: list[int], repeats: int) -> dict[str, dict[str
     return {k: {w: statistics.median(v) for w, v in per.items()} for k, per in times.items()}
 
 
-def decode_rates(run: str, prompts_per_benchmark: int, max_new: int, block_sizes: list[int]) -> dict:
-    from specframe.checkpoint import load_trained
+def decode_rates(target, drafter, vocab, prompts_per_benchmark: int, max_new: int, block_sizes: list[int]) -> dict:
     from specframe.decoding.engine import SpeculativeDecoder, eos_ids_of, target_only_decode
 
-    _, target, drafter, vocab = load_trained(run)
-    target.model.float()
-    drafter = drafter.float()
     eos = eos_ids_of(target)
     prompts = first_turn_prompts(target.tokenizer, prompts_per_benchmark, GSM8K if Path(GSM8K).is_file() else None)
     out: dict = {}
@@ -101,8 +97,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.run:
         from specframe.checkpoint import load_trained
 
-        target = load_trained(args.run)[1]
+        _, target, drafter, vocab = load_trained(args.run)  # loaded once: part 2 decodes with the same objects
         target.model.float()
+        drafter = drafter.float()
     else:
         target = TARGETS.build("hf", {"model": "smollm2-135m-instruct", "dtype": "float32"}, where="target")
     report: dict = {"cpu_capability": cpu_capability(), "threads": args.threads, "run": args.run}
@@ -115,8 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     for w in args.widths:
         print(f"{w:>4}" + "".join(f"{costs[k][str(w)]:>16.1f}{costs[k][str(w)] / one:>8.2f}" for k in KERNELS))
     if args.run:
-        del target
-        rates = decode_rates(args.run, args.prompts, args.max_new_tokens, args.block_sizes)
+        rates = decode_rates(target, drafter, vocab, args.prompts, args.max_new_tokens, args.block_sizes)
         report["decode"] = rates
         print(f"\ndecoding {3 * args.prompts} first turns, {args.max_new_tokens} new tokens: tok/s (speedup over "
               f"target-only with the same kernel), τ, greedy identical")
