@@ -158,6 +158,10 @@ class TrainerConfig:
 EVAL_DTYPES = ("float32", "bfloat16", "float16", "auto")
 """dtypes `eval.dtype` and `specframe eval --dtype` accept."""
 
+LINEAR_KERNELS = ("small_batch", "f_linear")
+"""Linear kernels of a decode step (`eval.linear_kernel`, `specframe eval --linear-kernel`):
+specframe/decoding/small_batch.py, or torch's F.linear everywhere."""
+
 
 @dataclass(kw_only=True)
 class EvalConfig:
@@ -184,6 +188,10 @@ class EvalConfig:
     """Also decode target-only on the same prompts to measure the speedup (false: τ only, about half the time)."""
     dtype: str | None = None
     """dtype of target and drafter at evaluation: float32, bfloat16, float16, auto (default: the target's)."""
+    linear_kernel: str = "small_batch"
+    """Linear layers of target and drafter while decoding, the same for speculative and target-only decoding:
+    small_batch (`(W @ x.T).T` for 1-16 float32 CPU rows, specframe/decoding/small_batch.py; elsewhere it is
+    F.linear) or f_linear (torch's F.linear everywhere). `python3 tools/bench_small_batch.py RUN` compares them."""
 
     def __post_init__(self) -> None:
         problems = [f"{key} must be >= 1, got {getattr(self, key)}"
@@ -199,6 +207,9 @@ class EvalConfig:
             problems.append(f"tau_real_every_n_steps must be >= 0 (0: off), got {self.tau_real_every_n_steps}")
         if not self.benchmarks:
             problems.append("benchmarks must name at least one benchmark (`specframe list benchmarks`)")
+        if self.linear_kernel not in LINEAR_KERNELS:
+            problems.append(f"linear_kernel must be one of {list(LINEAR_KERNELS)}, got {self.linear_kernel!r}"
+                            f"{did_you_mean(str(self.linear_kernel), LINEAR_KERNELS)}")
         if self.dtype is not None and self.dtype not in EVAL_DTYPES:
             problems.append(f"dtype must be {', '.join(EVAL_DTYPES[:-1])} or {EVAL_DTYPES[-1]}, got {self.dtype!r}")
         if problems:

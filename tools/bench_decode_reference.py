@@ -1,7 +1,7 @@
 """Decode speed of specframe's engine against the reference's `dflash_generate`, same weights, one process.
 
     PYTHONPATH=. python3 tools/bench_decode_reference.py RUN [--prompts 3] [--max-new-tokens 64] \
-        [--dtype float32] [--threads 2] [--kernel small-batch|F.linear] [--out bench_decode_reference.json]
+        [--dtype float32] [--threads 2] [--kernel small_batch|f_linear] [--out bench_decode_reference.json]
 
 Both decode the same chat-rendered prompts (first turns of MT-Bench, HumanEval, GSM8K) with the run's drafter
 (exported for the reference) and the run's target in --dtype, greedy, the same EOS ids and budget; each prompt is
@@ -25,6 +25,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from dflash_reference_parity import GSM8K, first_turn_prompts  # noqa: E402
 
+from specframe.config import LINEAR_KERNELS  # noqa: E402
+
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -34,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--gsm8k", default=GSM8K if Path(GSM8K).is_file() else None)
-    ap.add_argument("--kernel", choices=["small-batch", "F.linear"], default="small-batch")
+    ap.add_argument("--kernel", choices=LINEAR_KERNELS, default="small_batch")
     ap.add_argument("--out", default="bench_decode_reference.json")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -55,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
         export_drafter(drafter, target, vocab, Path(tmp) / "x", engine="reference", dtype=args.dtype)
         ref = load_reference(Path(tmp) / "x", dtype=dtype)
     eos = eos_ids_of(target)
-    small = args.kernel == "small-batch"
+    small = args.kernel == "small_batch"
     dec = SpeculativeDecoder.for_drafter(target, drafter, vocab, "single", eos_ids=eos, small_batch_kernel=small)
     prompts = first_turn_prompts(target.tokenizer, args.prompts, args.gsm8k)
 

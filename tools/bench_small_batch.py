@@ -25,7 +25,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from dflash_reference_parity import GSM8K, first_turn_prompts  # noqa: E402
 
-KERNELS = ("F.linear", "small-batch")
+KERNELS = ("f_linear", "small_batch")  # the names of eval.linear_kernel (specframe.config.LINEAR_KERNELS)
 
 
 def forward_costs(target, widths: list[int], repeats: int) -> dict[str, dict[str, float]]:
@@ -41,7 +41,7 @@ def forward_costs(target, widths: list[int], repeats: int) -> dict[str, dict[str
         for r in range(repeats + 1):  # the first round warms up, untimed
             for w in widths:
                 for kernel in (KERNELS if r % 2 else KERNELS[::-1]):
-                    with small_batch_linears(*((model,) if kernel == "small-batch" else ())):
+                    with small_batch_linears(*((model,) if kernel == "small_batch" else ())):
                         t0 = time.perf_counter()
                         forward_with_cache(model, torch.full((1, w), 300 % V), torch.arange(P, P + w).unsqueeze(0), cache,
                                            hidden_states=True)
@@ -59,7 +59,7 @@ def decode_rates(target, drafter, vocab, prompts_per_benchmark: int, max_new: in
     prompts = first_turn_prompts(target.tokenizer, prompts_per_benchmark, GSM8K if Path(GSM8K).is_file() else None)
     out: dict = {}
     for kernel in KERNELS:
-        small = kernel == "small-batch"
+        small = kernel == "small_batch"
         target_only_decode(target, prompts[0][1][:32], max_new_tokens=8, small_batch_kernel=small)  # warm-up
         base = [target_only_decode(target, ids, max_new_tokens=max_new, eos_ids=eos, small_batch_kernel=small)
                 for _, ids in prompts]
@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         target = TARGETS.build("hf", {"model": "smollm2-135m-instruct", "dtype": "float32"}, where="target")
     report: dict = {"cpu_capability": cpu_capability(), "threads": args.threads, "run": args.run}
     costs = forward_costs(target, args.widths, args.repeats)
-    one = costs["F.linear"]["1"]
+    one = costs["f_linear"]["1"]
     report["forward_ms"] = costs
     print(f"CPU capability {report['cpu_capability']}, {args.threads} threads; target forward of W tokens "
           f"(median of {args.repeats}), in ms and in 1-token F.linear forwards")

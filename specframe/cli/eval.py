@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from specframe.config import EVAL_DTYPES
+from specframe.config import EVAL_DTYPES, LINEAR_KERNELS
 from specframe.errors import ConfigError
 
 # torch is imported inside the functions: `specframe --help` and `validate` build this parser too.
@@ -37,6 +37,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-baseline", action="store_true", help="skip target-only decoding (no speedup)")
     p.add_argument("--parity", action="store_true", help="also print τ_sim vs τ_real on the same blocks")
     p.add_argument("--dtype", choices=EVAL_DTYPES, help="dtype of target and drafter (default: the target's)")
+    p.add_argument("--linear-kernel", choices=LINEAR_KERNELS,
+                   help="linear layers while decoding, both decodings alike: small_batch (default; CPU float32, "
+                        "<= 16 rows) or f_linear")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default: cuda if available)")
     p.add_argument("--gsm8k-path", help="GSM8K jsonl (default: $SPECFRAME_GSM8K or the shared copy)")
     p.add_argument("--threads", type=int, help="torch CPU threads (a small target decodes faster on fewer)")
@@ -78,7 +81,8 @@ def settings_from(args: argparse.Namespace, recipe_eval: dict[str, Any]) -> Any:
         strategy = {"name": args.strategy}
     strategy.update(parse_options(args.strategy_opt, "--strategy-opt"))
     flags = {"benchmarks": args.benchmarks, "num_prompts": args.num_prompts, "max_new_tokens": args.max_new_tokens,
-             "temperature": args.temperature, "block_size": args.block_size, "dtype": args.dtype}
+             "temperature": args.temperature, "block_size": args.block_size, "dtype": args.dtype,
+             "linear_kernel": args.linear_kernel}
     section.update({k: v for k, v in flags.items() if v is not None}, strategy=strategy)
     if args.no_baseline:
         section["speedup"] = False
@@ -187,7 +191,8 @@ def _choose_block(settings: Any, target: Any, drafter: Any, vocab: Any) -> tuple
     chosen, entry = choose_block_size(target, drafter, vocab, build_strategy(settings.strategy),
                                       benchmarks=settings.benchmarks, options=settings.benchmark_options,
                                       skip=settings.num_prompts, max_new_tokens=settings.max_new_tokens,
-                                      eos_ids=eos_ids_of(target))
+                                      eos_ids=eos_ids_of(target),
+                                      small_batch_kernel=settings.linear_kernel == "small_batch")
     print(format_choice(entry))
     return dataclasses.replace(settings, block_size=chosen), entry
 

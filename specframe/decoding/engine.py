@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from specframe.decoding.drafts import BlockDrafterSource, DraftSource, OracleDraftSource
 from specframe.decoding.sampling import probabilities, sample
@@ -198,13 +198,17 @@ class SpeculativeDecoder:
         strategy: a test-time strategy (a DECODE_STRATEGIES entry), a name, or {name, **options}.
         block_size: B, slots per block including the anchor (any B >= 2).
         eos_ids: tokens that end a response (default: the target's eos ids).
-        small_batch_kernel: run the linear layers of target and drafter through `small_batch_linear` (CPU
-            float32, <= 16 rows: about half the cost of a 2-16-token verify; specframe/decoding/small_batch.py).
-            `target_only_decode` takes the same switch: compare the two with the same setting.
+        small_batch_kernel: run the linear layers of the target and of `kernel_modules` through
+            `small_batch_linear` (CPU float32, <= 16 rows: about half the cost of a 2-16-token verify;
+            specframe/decoding/small_batch.py). `target_only_decode` takes the same switch: compare the two with
+            the same setting.
+        kernel_modules: the draft side's modules whose linear layers take the kernel too (`for_drafter` passes
+            the drafter; an oracle has none).
     """
 
     def __init__(self, target: Any, drafts: DraftSource, strategy: Any = None, *, block_size: int,
-                 eos_ids: set[int] | None = None, small_batch_kernel: bool = True):
+                 eos_ids: set[int] | None = None, small_batch_kernel: bool = True,
+                 kernel_modules: tuple[nn.Module, ...] = ()):
         if not isinstance(block_size, int) or block_size < 2:
             raise ValueError(f"block_size must be an integer >= 2 (the anchor and at least one draft), "
                              f"got {block_size!r}")
@@ -214,6 +218,7 @@ class SpeculativeDecoder:
         self.block_size = block_size
         self.eos_ids = eos_ids_of(target) if eos_ids is None else set(eos_ids)
         self.small_batch_kernel = small_batch_kernel
+        self.kernel_modules = tuple(kernel_modules)
 
     @classmethod
     def for_drafter(cls, target: Any, drafter: Any, vocab: Any = None, strategy: Any = None, *,
@@ -221,7 +226,8 @@ class SpeculativeDecoder:
                     small_batch_kernel: bool = True) -> SpeculativeDecoder:
         """A decoder over a trained block drafter (block size defaults to the drafter's)."""
         return cls(target, BlockDrafterSource(drafter, target, vocab), strategy,
-                   block_size=block_size or drafter.block_size, eos_ids=eos_ids, small_batch_kernel=small_batch_kernel)
+                   block_size=block_size or drafter.block_size, eos_ids=eos_ids, small_batch_kernel=small_batch_kernel,
+                   kernel_modules=(drafter,))
 
     @classmethod
     def oracle(cls, target: Any, sequence: list[int], strategy: Any = None, *, block_size: int,
@@ -235,7 +241,7 @@ class SpeculativeDecoder:
     def generate(self, prompt_ids: list[int], *, max_new_tokens: int, temperature: float = 0.0,
                  seed: int = 0) -> DecodeResult:
         """Generate one response to `prompt_ids`; the output is the target's own (greedy, or its distribution)."""
-        modules = (self.target.model, getattr(self.drafts, "drafter", None)) if self.small_batch_kernel else ()
+        modules = (self.target.model, *self.kernel_modules) if self.small_batch_kernel else ()
         with small_batch_linears(*modules):
             return self._generate(prompt_ids, max_new_tokens, temperature, seed)
 

@@ -62,13 +62,14 @@ def pilot_prompts(target: Any, benchmarks: list[str], options: dict[str, dict[st
 
 
 def measure(target: Any, drafter: Any, vocab: Any, strategy: Any, prompts: list[list[int]], sizes: list[int],
-            max_new_tokens: int, eos_ids: set[int]) -> list[PilotRow]:
+            max_new_tokens: int, eos_ids: set[int], small_batch_kernel: bool = True) -> list[PilotRow]:
     """Greedy speculative decoding of every pilot prompt at every block size; decode time only (no prefill)."""
     from specframe.decoding.engine import SpeculativeDecoder
 
     rows = []
     for i, B in enumerate(sizes):
-        dec = SpeculativeDecoder.for_drafter(target, drafter, vocab, strategy, block_size=B, eos_ids=eos_ids)
+        dec = SpeculativeDecoder.for_drafter(target, drafter, vocab, strategy, block_size=B, eos_ids=eos_ids,
+                                             small_batch_kernel=small_batch_kernel)
         if i == 0 and prompts:  # untimed warm-up: first calls pay for allocations
             dec.generate(prompts[0], max_new_tokens=min(8, max_new_tokens))
         tokens = steps = 0
@@ -91,7 +92,7 @@ def best(rows: list[PilotRow]) -> int:
 
 def choose_block_size(target: Any, drafter: Any, vocab: Any, strategy: Any, *, benchmarks: list[str],
                       options: dict[str, dict[str, Any]], skip: int, max_new_tokens: int, eos_ids: set[int],
-                      per_benchmark: int = 1) -> tuple[int, dict[str, Any]]:
+                      per_benchmark: int = 1, small_batch_kernel: bool = True) -> tuple[int, dict[str, Any]]:
     """(chosen block size, a report entry with the measured table)."""
     sizes = candidate_block_sizes(int(drafter.block_size))
     prompts = pilot_prompts(target, benchmarks, options, skip, per_benchmark)
@@ -100,7 +101,7 @@ def choose_block_size(target: Any, drafter: Any, vocab: Any, strategy: Any, *, b
     was_training = drafter.training
     drafter.eval()
     try:
-        rows = measure(target, drafter, vocab, strategy, prompts, sizes, max_new_tokens, eos_ids)
+        rows = measure(target, drafter, vocab, strategy, prompts, sizes, max_new_tokens, eos_ids, small_batch_kernel)
     finally:
         drafter.train(was_training)
     chosen = best(rows)

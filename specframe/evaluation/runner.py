@@ -105,8 +105,9 @@ class Evaluator:
         self.block_size = settings.block_size or drafter.block_size
         self.strategy = build_strategy(settings.strategy)
         self.eos = eos_ids_of(target)
+        self.small_batch = settings.linear_kernel == "small_batch"  # both decodings use the same kernel
         self.spec = SpeculativeDecoder.for_drafter(target, drafter, vocab, self.strategy, block_size=self.block_size,
-                                                   eos_ids=self.eos)
+                                                   eos_ids=self.eos, small_batch_kernel=self.small_batch)
         self._warm = not settings.warmup
 
     def respond(self, prompt_ids: list[int], benchmark: str, prompt_id: str, turn: int,
@@ -116,7 +117,8 @@ class Evaluator:
         base = oracle = None
         if s.baseline or s.oracle:
             base = target_only_decode(self.target, prompt_ids, max_new_tokens=s.max_new_tokens,
-                                      temperature=s.temperature, seed=seed, eos_ids=self.eos)
+                                      temperature=s.temperature, seed=seed, eos_ids=self.eos,
+                                      small_batch_kernel=self.small_batch)
         if s.oracle and base is not None:
             oracle = SpeculativeDecoder.oracle(self.target, prompt_ids + base.tokens, "single",
                                                block_size=self.block_size, eos_ids=self.eos).generate(
@@ -130,7 +132,8 @@ class Evaluator:
         """One short untimed decode of each kind (the first calls pay for allocations and lazy set-up)."""
         self._warm = True
         n = min(8, self.s.max_new_tokens)
-        target_only_decode(self.target, prompt_ids, max_new_tokens=n, eos_ids=self.eos)
+        target_only_decode(self.target, prompt_ids, max_new_tokens=n, eos_ids=self.eos,
+                           small_batch_kernel=self.small_batch)
         self.spec.generate(prompt_ids, max_new_tokens=n)
 
     def run_benchmark(self, name: str) -> list[ResponseRecord]:
@@ -171,9 +174,7 @@ class Evaluator:
     def _report(self, per_bench: dict[str, list[ResponseRecord]]) -> dict[str, Any]:
         summaries = {name: summarize(recs, self.block_size) for name, recs in per_bench.items()}
         return {
-            "settings": {**asdict(self.s), "block_size": self.block_size,
-                         # both decodings use it (specframe/decoding/small_batch.py): CPU float32, <= 16 rows
-                         "linear_kernel": "small-batch" if self.spec.small_batch_kernel else "F.linear"},
+            "settings": {**asdict(self.s), "block_size": self.block_size},  # linear_kernel: both decodings
             "summary": summaries,
             "overall": overall(summaries, [r for recs in per_bench.values() for r in recs], self.block_size),
             "responses": [asdict(r) for recs in per_bench.values() for r in recs],
@@ -247,7 +248,7 @@ def markdown(report: dict[str, Any], title: str = "Real-decoding evaluation") ->
         f"# {title}", "",
         f"block size {st['block_size']}, strategy {strat}, temperature {st['temperature']}, "
         f"max_new_tokens {st['max_new_tokens']}, {st['num_prompts']} prompts per benchmark, "
-        f"linear kernel {st.get('linear_kernel', 'F.linear')}", "",
+        f"linear kernel {st.get('linear_kernel', 'f_linear')}", "",
         "| benchmark | responses | τ | τ pooled | verify width | spec tok/s | target tok/s | speedup | "
         "oracle τ | oracle speedup | greedy identical |",
         "|---|---|---|---|---|---|---|---|---|---|---|",

@@ -73,7 +73,7 @@ def test_evaluator_multi_turn_lossless_and_oracle(target, fitted_drafter, prompt
     assert json.loads(json_path.read_text())["summary"][str(prompt_file)]["responses"] == 3
     text = md_path.read_text()
     assert "| benchmark | responses | τ |" in text and "oracle τ" in text
-    assert report["settings"]["linear_kernel"] == "small-batch" and "linear kernel small-batch" in text
+    assert report["settings"]["linear_kernel"] == "small_batch" and "linear kernel small_batch" in text
     assert sorted(p.name for p in (tmp_path / "eval").iterdir()) == sorted([json_path.name, md_path.name])
     assert markdown(report).count("\n| all |") == 3  # the summary, histogram and per-slot tables
 
@@ -84,3 +84,32 @@ def test_self_selection_reports_its_width(target, fitted_drafter, prompt_file):
     summary = Evaluator(target, fitted_drafter, None, settings).run()["summary"][str(prompt_file)]
     assert summary["identical"] == "2/2"
     assert BLOCK < summary["verify_width"] <= 1 + 3 * (BLOCK - 1)
+
+
+@pytest.mark.parametrize("kernel", ["small_batch", "f_linear"])
+def test_linear_kernel_setting_reaches_both_decodings(target, fitted_drafter, prompt_file, monkeypatch, kernel):
+    """`eval.linear_kernel` decides which modules both decodings route through the small-batch kernel."""
+    import specframe.decoding.engine as engine
+
+    routed: list[tuple] = []
+    real = engine.small_batch_linears
+
+    def spy(*modules):
+        routed.append(modules)
+        return real(*modules)
+
+    monkeypatch.setattr(engine, "small_batch_linears", spy)
+    settings = EvalSettings(benchmarks=[str(prompt_file)], num_prompts=1, max_new_tokens=6, progress=False,
+                            warmup=False, linear_kernel=kernel)
+    report = Evaluator(target, fitted_drafter, None, settings).run()
+    assert report["settings"]["linear_kernel"] == kernel
+    assert report["summary"][str(prompt_file)]["identical"] == "2/2"
+    if kernel == "small_batch":  # speculative: target and drafter; target-only: the target
+        assert (target.model, fitted_drafter) in routed and (target.model,) in routed
+    else:
+        assert routed and all(m == () for m in routed)
+
+
+def test_linear_kernel_typo_names_the_choices():
+    with pytest.raises(ValueError, match=r"linear_kernel must be one of \['small_batch', 'f_linear'\].*small_batch"):
+        EvalSettings(linear_kernel="small-batch")
