@@ -194,7 +194,12 @@ def smollm2_folder(cache_dir: str | Path | None = None) -> Path:
         tmp = Path(tempfile.mkdtemp(prefix=f".{FOLDER_NAME}.tmp-", dir=root))
         logger.info("Converting %s into %s (one-off, about 15 s)", gguf_path, target)
         try:
-            _convert(gguf_path, tmp)
+            import torch
+
+            # The conversion builds a randomly initialised Llama before loading the weights: keep it from moving
+            # the global RNG, so a seeded run draws the same drafter whether or not it converted first.
+            with torch.random.fork_rng(devices=[]):
+                _convert(gguf_path, tmp)
             # mkdtemp makes the folder private (0700) and some writers do the same for files; a cache is
             # meant to be readable like any other download.
             os.chmod(tmp, 0o755)

@@ -63,6 +63,22 @@ def test_stale_temp_and_incomplete_folder_are_replaced(tmp_path: Path, monkeypat
     assert sorted(p.name for p in tmp_path.iterdir()) == [FOLDER_NAME, f"{FOLDER_NAME}.lock"]
 
 
+def test_conversion_leaves_the_global_rng_as_found(tmp_path: Path, monkeypatch) -> None:
+    """A first run converts, a second does not: both must draw the same drafter from the same seed."""
+    import torch
+
+    def convert_drawing(gguf_path: Path, out_dir: Path) -> None:
+        torch.randn(1000)  # what LlamaForCausalLM(config) does before the weights are loaded
+        _fake_convert([])(gguf_path, out_dir)
+
+    monkeypatch.setattr(smollm2, "_convert", convert_drawing)
+    torch.manual_seed(0)
+    smollm2_folder(tmp_path)
+    after_conversion = torch.rand(4)
+    torch.manual_seed(0)
+    assert torch.equal(after_conversion, torch.rand(4))
+
+
 def test_concurrent_calls_convert_once(tmp_path: Path, monkeypatch) -> None:
     calls: list = []
     monkeypatch.setattr(smollm2, "_convert", _fake_convert(calls, delay=0.3))
