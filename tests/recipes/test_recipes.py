@@ -22,7 +22,8 @@ OVERLAY = RECIPES / "debug" / "tiny.yaml"
 NOT_RECIPES = ("debug", "sweeps")  # overlays and sweep grids
 
 # Update when a recipe is added or removed on purpose (the test prints the list it found).
-EXPECTED_YAML_FILES = 22  # + cpu_long.yaml, sweeps/loss_search.yaml (Optuna grid), block_diffusion/qwen3_8b_finetune_dflash.yaml
+EXPECTED_YAML_FILES = 23  # + cpu_long.yaml, sweeps/loss_search.yaml (Optuna grid), block_diffusion/qwen3_8b_finetune_dflash.yaml,
+# sweeps/quickstart_seeds.yaml
 
 ALL_YAML = sorted(RECIPES.rglob("*.yaml"))
 RECIPE_FILES = [p for p in ALL_YAML if p.relative_to(RECIPES).parts[0] not in NOT_RECIPES]

@@ -264,6 +264,22 @@ def test_the_paper_grids_expand_and_validate(tmp_path: Path) -> None:
     assert second.variant_seeds == {"baseline": [0, 1, 2], "full": [0, 1, 2]}
 
 
+def test_the_quickstart_seed_grid_changes_only_loss_and_seed(tmp_path: Path) -> None:
+    """recipes/sweeps/quickstart_seeds.yaml: the paper's comparison at the quickstart's own budget and data."""
+    quickstart = ROOT / "recipes" / "quickstart.yaml"
+    plan = sweep.plan(sweep.parse_args([str(quickstart), "--grid", str(ROOT / "recipes" / "sweeps" / "quickstart_seeds.yaml"),
+                                        "--sweep-dir", str(tmp_path / "sw")]))
+    assert [p.name for p in plan.points] == [f"{g}_seed-{s}" for g in ("baseline", "full") for s in range(3)]
+    assert plan.baseline == "baseline"
+    base, full = plan.recipes["baseline_seed-1"], plan.recipes["full_seed-1"]
+    assert [t.name for t in base.loss] == ["ce"]
+    assert [t.name for t in full.loss] == ["positional", "first_error_focal", "chain"]
+    for r in plan.recipes.values():  # the quickstart's data, cache, steps and labels; one held-out split
+        assert (r.data.split_seed, r.data.features_cache, r.trainer.max_steps) == (0, "auto", 400)
+        assert [a.name for a in r.alignment] == ["target_greedy_labels"]
+        assert (r.eval.num_prompts, r.eval.speedup) == (5, False)
+
+
 def test_a_missing_regenerated_folder_fails_only_its_point(tmp_path: Path, monkeypatch) -> None:
     grid = _paper_grid(tmp_path, "paper_ablation_regenerated.yaml")
     monkeypatch.chdir(tmp_path)  # data/regenerated/... is relative: make sure it does not exist here
