@@ -312,9 +312,10 @@ def write_report(report: dict[str, Any], out_dir: Path, title: str) -> tuple[Pat
 @torch.no_grad()
 def decode_tau(target: Any, drafter: nn.Module, vocab: Any, prompts: list[list[int]], *, max_new_tokens: int,
                temperature: float = 0.0, strategy: Any = None, block_size: int | None = None,
-               seed: int = 0) -> dict[str, Any]:
+               seed: int = 0, small_batch_kernel: bool = True) -> dict[str, Any]:
     """τ_real of a few prompts (no baseline): mean over responses, pooled, and per-slot acceptance."""
-    dec = SpeculativeDecoder.for_drafter(target, drafter, vocab, strategy, block_size=block_size)
+    dec = SpeculativeDecoder.for_drafter(target, drafter, vocab, strategy, block_size=block_size,
+                                         small_batch_kernel=small_batch_kernel)
     records = []
     for i, ids in enumerate(prompts):
         out = dec.generate(ids, max_new_tokens=max_new_tokens, temperature=temperature, seed=seed + i)

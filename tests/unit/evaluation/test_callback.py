@@ -43,3 +43,19 @@ def test_logs_tau_real_every_n_steps(target, fitted_drafter):
     assert [name for name, _ in module.logged] == ["val/tau_real", "val/tau_real"]
     assert fitted_drafter.training  # restored after decoding
     fitted_drafter.eval()
+
+
+def test_follows_the_recipes_linear_kernel(target, fitted_drafter, monkeypatch):
+    import specframe.decoding.engine as engine
+
+    routed: list[tuple] = []
+    real = engine.small_batch_linears
+    monkeypatch.setattr(engine, "small_batch_linears", lambda *m: routed.append(m) or real(*m))
+    for kernel, expected in [("f_linear", ()), ("small_batch", (target.model, fitted_drafter))]:
+        routed.clear()
+        cfg = EvalConfig(tau_real_every_n_steps=1, tau_real_prompts=1, max_new_tokens=4, linear_kernel=kernel)
+        logger = types.SimpleNamespace(log_metrics=lambda metrics, step: None)
+        TauRealCallback(cfg, CONVERSATIONS).on_train_batch_end(
+            types.SimpleNamespace(global_step=1, loggers=[logger]), FakeModule(target, fitted_drafter), None, None, 0)
+        assert routed and all(m == expected for m in routed)
+    fitted_drafter.eval()
