@@ -101,7 +101,8 @@ def pack_answers(regenerated: str | Path, out: str | Path) -> dict[str, Any]:
     with atomic_path(Path(out)) as tmp, gzip.open(tmp, "wt", encoding="utf-8", compresslevel=9) as handle:
         handle.write(json.dumps(header, ensure_ascii=False) + "\n")
         for shard in manifest["shards"]:
-            for line in (folder / shard).read_text(encoding="utf-8").splitlines():
+            # split on "\n" only: str.splitlines() also splits at U+2028, U+0085 ... that JSON keeps raw in strings
+            for line in (folder / shard).read_text(encoding="utf-8").split("\n"):
                 if not line.strip():
                     continue
                 row = json.loads(line)

@@ -93,7 +93,8 @@ def _records(path: Path, text: str) -> list[Any]:
         return [r.get("conversations", r.get("messages")) if isinstance(r, dict) else None
                 for r in sources._iter_json_array(path)]
     out = []
-    for lineno, line in enumerate(text.splitlines(), start=1):
+    # "\n" only: str.splitlines() would also split inside strings at U+2028, U+0085, ... (valid raw in JSON)
+    for lineno, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue
         try:

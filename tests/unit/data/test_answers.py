@@ -96,3 +96,22 @@ def test_cli_pack_answers(regenerated, tmp_path, capsys):
     assert "no prompt text" in capsys.readouterr().out and out.is_file()
     assert main(["pack-answers", str(tmp_path), "--out", str(out)]) == 2
     assert "manifest.json" in capsys.readouterr().err
+
+
+def test_replies_with_unicode_line_separators_pack_and_join(tmp_path):
+    """JSON keeps U+2028 / U+0085 raw inside strings: a shard line must not be split there (a real ShareGPT
+    prompt with U+2028 broke `pack-answers` with 'Unterminated string')."""
+    tiny = TARGETS.build("tiny", {})
+    convs = [[{"role": "user", "content": "part 1\u2028Day one\u0085end"}, {"role": "assistant", "content": "x"}],
+             [{"role": "user", "content": "plain"}, {"role": "assistant", "content": "y"}]]
+    real = regen._generate
+    regen._generate = lambda model, tok, prompts, *a: [f"reply\u2028with separator {len(p)}" for p in prompts]
+    try:
+        regenerate(tiny.model, tiny.tokenizer, convs, tmp_path / "regen", RegenerateSettings(max_new_tokens=4),
+                   target_name=tiny.name, data="demo", limit=None, progress=False)
+    finally:
+        regen._generate = real
+    header = pack_answers(tmp_path / "regen", tmp_path / "a.jsonl.gz")
+    joined = join_answers(convs, tmp_path / "a.jsonl.gz", source="demo")
+    assert header["rows"] == 2 and [c[0]["content"] for c in joined] == [convs[0][0]["content"], "plain"]
+    assert all("\u2028" in c[-1]["content"] for c in joined)

@@ -40,6 +40,15 @@ def test_empty_file(tmp_path: Path) -> None:
     assert issues(str(tmp_path / "e.jsonl")) == [f"data.train: {tmp_path / 'e.jsonl'} is empty"]
 
 
+def test_unicode_line_separators_inside_strings_are_not_line_breaks(tmp_path: Path) -> None:
+    """json.dumps(ensure_ascii=False) leaves U+2028 / U+0085 raw inside strings: still one record per line."""
+    turns = [{"role": "user", "content": "part 1\u2028Day one\u0085end"}, {"role": "assistant", "content": "ok"}]
+    path = tmp_path / "u.jsonl"
+    path.write_text("".join(json.dumps({"messages": turns}, ensure_ascii=False) + "\n" for _ in range(4)),
+                    encoding="utf-8")
+    assert issues(str(path)) == []
+
+
 def test_broken_json_line_named(tmp_path: Path) -> None:
     path = jsonl(tmp_path / "b.jsonl", [{"messages": GOOD}] * 2, b"{oops\n")
     assert issues(path) == [f"data.train: {path}:3: not valid JSON (Expecting property name enclosed in double "
