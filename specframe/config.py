@@ -193,6 +193,11 @@ class EvalConfig:
     small_batch (`(W @ x.T).T` for 1-16 float32 CPU rows, specframe/decoding/small_batch.py; elsewhere it is
     F.linear) or f_linear (torch's F.linear everywhere). `python3 tools/bench_small_batch.py RUN` compares them."""
 
+    @property
+    def small_batch_kernel(self) -> bool:
+        """What the decoders' `small_batch_kernel` switch gets from `linear_kernel`."""
+        return self.linear_kernel == "small_batch"
+
     def __post_init__(self) -> None:
         problems = [f"{key} must be >= 1, got {getattr(self, key)}"
                     for key in ("num_prompts", "max_new_tokens", "tau_real_prompts") if getattr(self, key) < 1]

@@ -25,7 +25,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from dflash_reference_parity import GSM8K, first_turn_prompts  # noqa: E402
 
-KERNELS = ("f_linear", "small_batch")  # the names of eval.linear_kernel (specframe.config.LINEAR_KERNELS)
+from specframe.config import LINEAR_KERNELS  # noqa: E402
+
+KERNELS = tuple(sorted(LINEAR_KERNELS))  # ("f_linear", "small_batch"): the reference kernel first
 
 
 def forward_costs(target, widths: list[int], repeats: int) -> dict[str, dict[str, float]]:

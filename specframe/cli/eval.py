@@ -192,7 +192,7 @@ def _choose_block(settings: Any, target: Any, drafter: Any, vocab: Any) -> tuple
                                       benchmarks=settings.benchmarks, options=settings.benchmark_options,
                                       skip=settings.num_prompts, max_new_tokens=settings.max_new_tokens,
                                       eos_ids=eos_ids_of(target),
-                                      small_batch_kernel=settings.linear_kernel == "small_batch")
+                                      small_batch_kernel=settings.small_batch_kernel)
     print(format_choice(entry))
     return dataclasses.replace(settings, block_size=chosen), entry
 

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from specframe.atomic_files import atomic_path
+from specframe.data.sources import _iter_jsonl
 
 log = logging.getLogger(__name__)
 
@@ -101,11 +102,7 @@ def pack_answers(regenerated: str | Path, out: str | Path) -> dict[str, Any]:
     with atomic_path(Path(out)) as tmp, gzip.open(tmp, "wt", encoding="utf-8", compresslevel=9) as handle:
         handle.write(json.dumps(header, ensure_ascii=False) + "\n")
         for shard in manifest["shards"]:
-            # split on "\n" only: str.splitlines() also splits at U+2028, U+0085 ... that JSON keeps raw in strings
-            for line in (folder / shard).read_text(encoding="utf-8").split("\n"):
-                if not line.strip():
-                    continue
-                row = json.loads(line)
+            for _, row in _iter_jsonl(folder / shard):
                 replies = [m["content"] for m in row["messages"] if m["role"] == "assistant" and m["content"]]
                 if not replies:
                     continue

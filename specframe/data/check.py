@@ -6,7 +6,7 @@ many were skipped and why). The built-in `sharegpt` source is only located; a hu
 """
 from __future__ import annotations
 
-import json
+import io
 import os
 from pathlib import Path
 from typing import Any
@@ -93,14 +93,7 @@ def _records(path: Path, text: str) -> list[Any]:
         return [r.get("conversations", r.get("messages")) if isinstance(r, dict) else None
                 for r in sources._iter_json_array(path)]
     out = []
-    # "\n" only: str.splitlines() would also split inside strings at U+2028, U+0085, ... (valid raw in JSON)
-    for lineno, line in enumerate(text.split("\n"), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{path}:{lineno}: not valid JSON ({err.msg} at column {err.colno})") from None
+    for lineno, row in sources._jsonl_rows(path, io.StringIO(text)):
         if isinstance(row, dict) and ("messages" in row or "conversations" in row):
             out.append(row["messages"] if "messages" in row else row["conversations"])
         elif isinstance(row, list):

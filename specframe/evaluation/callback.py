@@ -69,7 +69,7 @@ class TauRealCallback(L.Callback):
             summary = decode_tau(target, drafter, pl_module.vocab, prompts, max_new_tokens=self.cfg.max_new_tokens,
                                  temperature=self.cfg.temperature, strategy=self.cfg.strategy,
                                  block_size=None if self.cfg.block_size == "auto" else self.cfg.block_size,
-                                 small_batch_kernel=self.cfg.linear_kernel == "small_batch")
+                                 small_batch_kernel=self.cfg.small_batch_kernel)
         finally:
             drafter.train(was_training)
         return summary["tau"]

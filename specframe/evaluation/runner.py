@@ -105,9 +105,8 @@ class Evaluator:
         self.block_size = settings.block_size or drafter.block_size
         self.strategy = build_strategy(settings.strategy)
         self.eos = eos_ids_of(target)
-        self.small_batch = settings.linear_kernel == "small_batch"  # both decodings use the same kernel
         self.spec = SpeculativeDecoder.for_drafter(target, drafter, vocab, self.strategy, block_size=self.block_size,
-                                                   eos_ids=self.eos, small_batch_kernel=self.small_batch)
+                                                   eos_ids=self.eos, small_batch_kernel=settings.small_batch_kernel)
         self._warm = not settings.warmup
 
     def respond(self, prompt_ids: list[int], benchmark: str, prompt_id: str, turn: int,
@@ -118,7 +117,7 @@ class Evaluator:
         if s.baseline or s.oracle:
             base = target_only_decode(self.target, prompt_ids, max_new_tokens=s.max_new_tokens,
                                       temperature=s.temperature, seed=seed, eos_ids=self.eos,
-                                      small_batch_kernel=self.small_batch)
+                                      small_batch_kernel=self.s.small_batch_kernel)
         if s.oracle and base is not None:
             oracle = SpeculativeDecoder.oracle(self.target, prompt_ids + base.tokens, "single",
                                                block_size=self.block_size, eos_ids=self.eos).generate(
@@ -133,7 +132,7 @@ class Evaluator:
         self._warm = True
         n = min(8, self.s.max_new_tokens)
         target_only_decode(self.target, prompt_ids, max_new_tokens=n, eos_ids=self.eos,
-                           small_batch_kernel=self.small_batch)
+                           small_batch_kernel=self.s.small_batch_kernel)
         self.spec.generate(prompt_ids, max_new_tokens=n)
 
     def run_benchmark(self, name: str) -> list[ResponseRecord]:

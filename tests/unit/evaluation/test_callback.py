@@ -45,12 +45,8 @@ def test_logs_tau_real_every_n_steps(target, fitted_drafter):
     fitted_drafter.eval()
 
 
-def test_follows_the_recipes_linear_kernel(target, fitted_drafter, monkeypatch):
-    import specframe.decoding.engine as engine
-
-    routed: list[tuple] = []
-    real = engine.small_batch_linears
-    monkeypatch.setattr(engine, "small_batch_linears", lambda *m: routed.append(m) or real(*m))
+def test_follows_the_recipes_linear_kernel(target, fitted_drafter, routed_kernels):
+    routed = routed_kernels
     for kernel, expected in [("f_linear", ()), ("small_batch", (target.model, fitted_drafter))]:
         routed.clear()
         cfg = EvalConfig(tau_real_every_n_steps=1, tau_real_prompts=1, max_new_tokens=4, linear_kernel=kernel)

@@ -87,18 +87,9 @@ def test_self_selection_reports_its_width(target, fitted_drafter, prompt_file):
 
 
 @pytest.mark.parametrize("kernel", ["small_batch", "f_linear"])
-def test_linear_kernel_setting_reaches_both_decodings(target, fitted_drafter, prompt_file, monkeypatch, kernel):
+def test_linear_kernel_setting_reaches_both_decodings(target, fitted_drafter, prompt_file, routed_kernels, kernel):
     """`eval.linear_kernel` decides which modules both decodings route through the small-batch kernel."""
-    import specframe.decoding.engine as engine
-
-    routed: list[tuple] = []
-    real = engine.small_batch_linears
-
-    def spy(*modules):
-        routed.append(modules)
-        return real(*modules)
-
-    monkeypatch.setattr(engine, "small_batch_linears", spy)
+    routed = routed_kernels
     settings = EvalSettings(benchmarks=[str(prompt_file)], num_prompts=1, max_new_tokens=6, progress=False,
                             warmup=False, linear_kernel=kernel)
     report = Evaluator(target, fitted_drafter, None, settings).run()
