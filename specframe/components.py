@@ -54,8 +54,40 @@ def build_components(recipe: Recipe, *, with_objective: bool = True, target: Any
 
 
 def init_from_target(drafter: Any, target: Any) -> None:
-    """Copy the target's final-norm weight into the drafter's when its config asks (`init_norm_from_target`)."""
+    """Copy target weights into the drafter where its config asks: the final norm (`init_norm_from_target`) and
+    the top decoder layers (`init_layers_from_target`)."""
+    cfg = getattr(drafter, "cfg", None)
     norm = getattr(target, "final_norm_weight", None)
-    if getattr(getattr(drafter, "cfg", None), "init_norm_from_target", False) and norm is not None:
+    if getattr(cfg, "init_norm_from_target", False) and norm is not None:
         with torch.no_grad():
             drafter.norm.weight.copy_(norm.float())
+    if getattr(cfg, "init_layers_from_target", False):
+        copy_top_layers(drafter, target)
+
+
+# Drafter-layer parameters a Llama-style decoder layer has no counterpart for: they keep their init (ones).
+_DRAFTER_ONLY = ("self_attn.q_norm.weight", "self_attn.k_norm.weight")
+
+
+def copy_top_layers(drafter: Any, target: Any) -> None:
+    """Drafter layer i of n starts as the target's decoder layer num_layers - n + i (same parameter names)."""
+    where = "drafter.init_layers_from_target"
+    read = getattr(target, "decoder_layer_state", None)
+    if read is None:
+        raise ValueError(f"{where}: the target ({type(target).__name__}) cannot lend its decoder layers "
+                         "(it has no decoder_layer_state)")
+    n = len(drafter.layers)
+    for i, layer in enumerate(drafter.layers):
+        source = read(i - n)
+        own = layer.state_dict()
+        missing = sorted(k for k in own if k not in source and k not in _DRAFTER_ONLY)
+        shapes = [f"{k} {tuple(source[k].shape)} vs {tuple(v.shape)}" for k, v in own.items()
+                  if k in source and source[k].shape != v.shape]
+        if missing or shapes:
+            raise ValueError(f"{where}: drafter layer {i} does not fit the target's layer {i - n}: "
+                             + "; ".join([f"missing {', '.join(missing)}"] * bool(missing) + shapes)
+                             + " (leave num_heads, num_kv_heads and intermediate_size at the target's)")
+        with torch.no_grad():
+            for k, v in own.items():
+                if k in source:
+                    v.copy_(source[k].to(v.dtype))

@@ -99,7 +99,8 @@ class Target(Protocol):
 
     What the code uses (components.py, module.py, decoding/, evaluation/, feature_cache.py); an `nn.Module`
     (`to`, `eval`, `requires_grad_`, `parameters` come from there). Optional: `final_norm_weight` [H] (a
-    drafter may start its final norm from it) and `revision` (recorded in checkpoints and caches).
+    drafter may start its final norm from it), `decoder_layer_state(index)` (a drafter may start its layers
+    from the target's top ones) and `revision` (recorded in checkpoints and caches).
     """
 
     hidden_size: int
@@ -135,7 +136,8 @@ class Drafter(Protocol):
     (decoding/drafts.py) runs the same pieces one block at a time with a growing context cache:
     `fuse_context` and `context_kv` on new target features, then `block_inputs` and `run_layers` per block.
     Both paths read `block_size` and `mask_token_id`. Optional: `cfg.init_norm_from_target` with a `norm`
-    submodule (components.init_from_target copies the target's final norm into it).
+    submodule (components.init_from_target copies the target's final norm into it), and
+    `cfg.init_layers_from_target` with a `layers` list named as the target's decoder layers.
     """
 
     block_size: int  # K: slot 0 is the anchor, slots 1..K-1 are drafted

@@ -53,6 +53,10 @@ class BlockDiffusionConfig:
     init_fusion_from_features: bool = False
     """Start `fc` with each input column divided by the RMS of its target feature on a few training rows, so
     that the target's few massive-activation dimensions do not drown the rest (specframe/fusion_fit.py)."""
+    init_layers_from_target: bool = False
+    """Start drafter layer i of n from the target's decoder layer num_layers - n + i (its top layers): attention
+    projections, MLP and both layer norms; the q/k norms, which a Llama-style target lacks, start at ones. Needs
+    the target's head counts and MLP width (the defaults)."""
     init_from: str | None = None
     """Start from a drafter in the DFlash format: a local folder or a hub id (e.g. a published z-lab drafter).
     Checked against the target and these options (`specframe validate`, then before training)."""
@@ -65,6 +69,8 @@ class BlockDiffusionConfig:
         if self.mask_token_id is not None and self.mask_token == "spare_row":
             raise ValueError("mask_token_id is not used with mask_token: spare_row (the row is "
                              "target.spare_token_id); use mask_token: frozen_row to choose a row")
+        if self.init_layers_from_target and self.init_from is not None:
+            raise ValueError("init_layers_from_target and init_from both set the drafter's layers; choose one")
         if isinstance(self.mask_token_id, bool) or (isinstance(self.mask_token_id, int) and self.mask_token_id < 0):
             raise ValueError(f"mask_token_id must be a token id >= 0 or a token's text, got {self.mask_token_id!r}")
 

@@ -66,6 +66,14 @@ class HFTarget(nn.Module):
     def lm_head_weight(self) -> Tensor:
         return self.model.get_output_embeddings().weight
 
+    def decoder_layer_state(self, index: int) -> dict[str, Tensor]:
+        """The parameters of decoder layer `index` (negative: from the top) under their Hugging Face names."""
+        layers = getattr(self.model.base_model, "layers", None)
+        if not isinstance(layers, nn.ModuleList):
+            raise ValueError(f"{self.name}: its base model has no `layers` list, so no decoder layer can be copied "
+                             "(drafter.init_layers_from_target needs a Llama/Qwen/Mistral-style model)")
+        return {k: v.detach() for k, v in layers[index].state_dict().items()}
+
     @property
     def final_norm_weight(self) -> Tensor | None:
         norm = getattr(getattr(self.model, "model", None), "norm", None)

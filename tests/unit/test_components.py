@@ -1,0 +1,57 @@
+"""components.init_from_target: what a drafter copies from the target when its config asks."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from specframe.components import init_from_target
+from specframe.drafters.block_diffusion import BlockDiffusionConfig, BlockDiffusionDrafter
+
+
+def _drafter(tiny_target, **kwargs) -> BlockDiffusionDrafter:
+    torch.manual_seed(0)
+    drafter = BlockDiffusionDrafter(BlockDiffusionConfig(block_size=4, **kwargs), tiny_target.spec)
+    init_from_target(drafter, tiny_target)
+    return drafter
+
+
+def test_layers_start_as_the_targets_top_layers(tiny_target) -> None:
+    drafter = _drafter(tiny_target, num_layers=2, init_layers_from_target=True)
+    top = tiny_target.model.model.layers[-2:]
+    for mine, theirs in zip(drafter.layers, top):
+        own = mine.state_dict()
+        for name, value in theirs.state_dict().items():
+            assert torch.equal(own[name], value), name
+        # No Llama counterpart: the per-head q/k norms keep their identity init.
+        assert torch.equal(own["self_attn.q_norm.weight"], torch.ones_like(own["self_attn.q_norm.weight"]))
+        # Same weights, same computation: the MLP block maps an input as the target's does.
+        x = torch.randn(3, tiny_target.spec.hidden_size)
+        assert torch.allclose(mine.mlp(x), theirs.mlp(x))
+    # A copy, not a share: training the drafter must not move the frozen target.
+    assert drafter.layers[0].mlp.up_proj.weight.data_ptr() != top[0].mlp.up_proj.weight.data_ptr()
+
+
+def test_off_by_default(tiny_target) -> None:
+    drafter = _drafter(tiny_target, num_layers=1)
+    top = tiny_target.model.model.layers[-1]
+    assert not torch.equal(drafter.layers[0].mlp.up_proj.weight, top.mlp.up_proj.weight)
+
+
+def test_a_layer_of_another_shape_is_refused_with_the_fix(tiny_target) -> None:
+    with pytest.raises(ValueError, match=r"mlp.up_proj.weight .*intermediate_size"):
+        _drafter(tiny_target, init_layers_from_target=True, intermediate_size=32)
+
+
+def test_a_target_without_layers_to_lend_is_refused(tiny_target) -> None:
+    class Headless:
+        final_norm_weight = None
+
+    drafter = BlockDiffusionDrafter(BlockDiffusionConfig(block_size=4, init_layers_from_target=True),
+                                    tiny_target.spec)
+    with pytest.raises(ValueError, match="cannot lend its decoder layers"):
+        init_from_target(drafter, Headless())
+
+
+def test_with_init_from_is_refused() -> None:
+    with pytest.raises(ValueError, match="choose one"):
+        BlockDiffusionConfig(init_layers_from_target=True, init_from="some/drafter")
