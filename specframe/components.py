@@ -63,19 +63,37 @@ def init_from_target(drafter: Any, target: Any) -> None:
             drafter.norm.weight.copy_(norm.float())
     if getattr(cfg, "init_layers_from_target", False):
         copy_top_layers(drafter, target)
+    if getattr(cfg, "init_fusion_from_top_tap", False):
+        pass_top_tap(drafter, target)
 
 
 # Drafter-layer parameters a Llama-style decoder layer has no counterpart for: they keep their init (ones).
 _DRAFTER_ONLY = ("self_attn.q_norm.weight", "self_attn.k_norm.weight")
 
 
-def copy_top_layers(drafter: Any, target: Any) -> None:
-    """Drafter layer i of n starts as the target's decoder layer num_layers - n + i (same parameter names)."""
-    where = "drafter.init_layers_from_target"
+def _layer_reader(target: Any, where: str) -> Any:
     read = getattr(target, "decoder_layer_state", None)
     if read is None:
         raise ValueError(f"{where}: the target ({type(target).__name__}) cannot lend its decoder layers "
                          "(it has no decoder_layer_state)")
+    return read
+
+
+def pass_top_tap(drafter: Any, target: Any) -> None:
+    """`fc` passes the last tapped layer through (other taps at zero); `hidden_norm` takes the input norm of the
+    target layer that drafter layer 0 starts from (see copy_top_layers), so its context K/V start as that layer's."""
+    norm = _layer_reader(target, "drafter.init_fusion_from_top_tap")(-len(drafter.layers))["input_layernorm.weight"]
+    H = drafter.fc.weight.shape[0]
+    with torch.no_grad():
+        drafter.fc.weight.zero_()
+        drafter.fc.weight[:, -H:].copy_(torch.eye(H, dtype=drafter.fc.weight.dtype))
+        drafter.hidden_norm.weight.copy_(norm.to(drafter.hidden_norm.weight.dtype))
+
+
+def copy_top_layers(drafter: Any, target: Any) -> None:
+    """Drafter layer i of n starts as the target's decoder layer num_layers - n + i (same parameter names)."""
+    where = "drafter.init_layers_from_target"
+    read = _layer_reader(target, where)
     n = len(drafter.layers)
     for i, layer in enumerate(drafter.layers):
         source = read(i - n)

@@ -55,3 +55,19 @@ def test_a_target_without_layers_to_lend_is_refused(tiny_target) -> None:
 def test_with_init_from_is_refused() -> None:
     with pytest.raises(ValueError, match="choose one"):
         BlockDiffusionConfig(init_layers_from_target=True, init_from="some/drafter")
+
+
+def test_fusion_passes_the_top_tap_through(tiny_target) -> None:
+    """With both options, the context keys/values start as the copied target layer computes them from the last
+    tapped layer's output."""
+    drafter = _drafter(tiny_target, init_layers_from_target=True, init_fusion_from_top_tap=True)
+    H, taps = tiny_target.spec.hidden_size, len(tiny_target.spec.tap_layers)
+    features = torch.randn(2, 5, taps * H)
+    top = tiny_target.model.model.layers[-1]
+    assert torch.allclose(drafter.fuse_context(features), top.input_layernorm(features[..., -H:]), atol=1e-6)
+    assert torch.equal(drafter.fc.weight[:, :-H], torch.zeros(H, (taps - 1) * H))
+
+
+def test_two_fusion_inits_are_refused() -> None:
+    with pytest.raises(ValueError, match="choose one"):
+        BlockDiffusionConfig(init_fusion_from_top_tap=True, init_fusion_from_features=True)
