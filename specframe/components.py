@@ -54,9 +54,12 @@ def build_components(recipe: Recipe, *, with_objective: bool = True, target: Any
 
 
 def init_from_target(drafter: Any, target: Any) -> None:
-    """Copy target weights into the drafter where its config asks: the final norm (`init_norm_from_target`) and
-    the top decoder layers (`init_layers_from_target`)."""
+    """Copy target weights into the drafter where its config asks: the final norm (`init_norm_from_target`),
+    the top decoder layers (`init_layers_from_target`) and a pass-through fusion (`init_fusion_from_top_tap`);
+    nothing with `init_from`, whose weights replace them all."""
     cfg = getattr(drafter, "cfg", None)
+    if getattr(cfg, "init_from", None):
+        return  # a published drafter's weights replace all of these (module.py loads them strictly)
     norm = getattr(target, "final_norm_weight", None)
     if getattr(cfg, "init_norm_from_target", False) and norm is not None:
         with torch.no_grad():

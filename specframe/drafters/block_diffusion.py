@@ -56,13 +56,14 @@ class BlockDiffusionConfig:
     init_layers_from_target: bool = False
     """Start drafter layer i of n from the target's decoder layer num_layers - n + i (its top layers): attention
     projections, MLP and both layer norms; the q/k norms, which a Llama-style target lacks, start at ones. Needs
-    the target's head counts and MLP width (the defaults)."""
+    the target's head counts and MLP width (the defaults). Like every init_* option, superseded by init_from."""
     init_fusion_from_top_tap: bool = False
     """Start `fc` as a pass-through of the last tapped layer (the other taps at zero) and `hidden_norm` as the
     input norm of the target layer the first drafter layer starts from: with init_layers_from_target, the context
     keys and values start as the ones that target layer computes from the target's own states."""
     init_from: str | None = None
     """Start from a drafter in the DFlash format: a local folder or a hub id (e.g. a published z-lab drafter).
+    Its weights replace all of the drafter's, so the other init_* options are not applied.
     Checked against the target and these options (`specframe validate`, then before training)."""
 
     def __post_init__(self) -> None:
@@ -73,9 +74,6 @@ class BlockDiffusionConfig:
         if self.mask_token_id is not None and self.mask_token == "spare_row":
             raise ValueError("mask_token_id is not used with mask_token: spare_row (the row is "
                              "target.spare_token_id); use mask_token: frozen_row to choose a row")
-        if self.init_from is not None and (self.init_layers_from_target or self.init_fusion_from_top_tap):
-            raise ValueError("init_layers_from_target/init_fusion_from_top_tap and init_from both set the "
-                             "drafter's weights; choose one")
         if self.init_fusion_from_top_tap and self.init_fusion_from_features:
             raise ValueError("init_fusion_from_top_tap and init_fusion_from_features both set the fusion layer; "
                              "choose one")

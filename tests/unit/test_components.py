@@ -1,6 +1,8 @@
 """components.init_from_target: what a drafter copies from the target when its config asks."""
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 
@@ -52,18 +54,27 @@ def test_a_target_without_layers_to_lend_is_refused(tiny_target) -> None:
         init_from_target(drafter, Headless())
 
 
-def test_with_init_from_is_refused() -> None:
-    with pytest.raises(ValueError, match="choose one"):
-        BlockDiffusionConfig(init_layers_from_target=True, init_from="some/drafter")
+def test_init_from_supersedes_the_copies(tiny_target) -> None:
+    """A published drafter (init_from) replaces every weight: the quickstart's init options stay valid beside it
+    and copy nothing."""
+    drafter = _drafter(tiny_target, init_layers_from_target=True, init_fusion_from_top_tap=True,
+                       init_from="some/drafter")
+    top = tiny_target.model.model.layers[-1]
+    assert not torch.equal(drafter.layers[0].mlp.up_proj.weight, top.mlp.up_proj.weight)
+    H = tiny_target.spec.hidden_size
+    assert not torch.equal(drafter.fc.weight[:, -H:], torch.eye(H))
 
 
 def test_fusion_passes_the_top_tap_through(tiny_target) -> None:
     """With both options, the context keys/values start as the copied target layer computes them from the last
     tapped layer's output."""
-    drafter = _drafter(tiny_target, init_layers_from_target=True, init_fusion_from_top_tap=True)
-    H, taps = tiny_target.spec.hidden_size, len(tiny_target.spec.tap_layers)
+    target = copy.deepcopy(tiny_target)  # a random init has norms at one: give the copied norm values to find
+    top = target.model.model.layers[-1]
+    with torch.no_grad():
+        top.input_layernorm.weight.uniform_(0.5, 2.0)
+    drafter = _drafter(target, init_layers_from_target=True, init_fusion_from_top_tap=True)
+    H, taps = target.spec.hidden_size, len(target.spec.tap_layers)
     features = torch.randn(2, 5, taps * H)
-    top = tiny_target.model.model.layers[-1]
     assert torch.allclose(drafter.fuse_context(features), top.input_layernorm(features[..., -H:]), atol=1e-6)
     assert torch.equal(drafter.fc.weight[:, :-H], torch.zeros(H, (taps - 1) * H))
 
