@@ -107,7 +107,8 @@ def copy_top_layers(drafter: Any, target: Any) -> None:
         if missing or shapes:
             raise ValueError(f"{where}: drafter layer {i} does not fit the target's layer {i - n}: "
                              + "; ".join([f"missing {', '.join(missing)}"] * bool(missing) + shapes)
-                             + " (leave num_heads, num_kv_heads and intermediate_size at the target's)")
+                             + " (leave num_heads, num_kv_heads and intermediate_size at the target's, or set "
+                             "drafter.init_layers_from_target: false)")
         with torch.no_grad():
             for k, v in own.items():
                 if k in source:
