@@ -136,8 +136,9 @@ class Drafter(Protocol):
     (decoding/drafts.py) runs the same pieces one block at a time with a growing context cache:
     `fuse_context` and `context_kv` on new target features, then `block_inputs` and `run_layers` per block.
     Both paths read `block_size` and `mask_token_id`. Optional: `cfg.init_norm_from_target` with a `norm`
-    submodule (components.init_from_target copies the target's final norm into it), and
-    `cfg.init_layers_from_target` with a `layers` list named as the target's decoder layers.
+    submodule (components.init_from_target copies the target's final norm into it),
+    `cfg.init_layers_from_target` with a `layers` list named as the target's decoder layers, and
+    `cfg.init_fusion_from_top_tap` with `fc` and `hidden_norm` (a pass-through of the last tap).
     """
 
     block_size: int  # K: slot 0 is the anchor, slots 1..K-1 are drafted
