@@ -109,7 +109,4 @@ def copy_top_layers(drafter: Any, target: Any) -> None:
                              + "; ".join([f"missing {', '.join(missing)}"] * bool(missing) + shapes)
                              + " (leave num_heads, num_kv_heads and intermediate_size at the target's, or set "
                              "drafter.init_layers_from_target: false)")
-        with torch.no_grad():
-            for k, v in own.items():
-                if k in source:
-                    v.copy_(source[k].to(v.dtype))
+        layer.load_state_dict(source, strict=False)  # copies into the drafter's own tensors, in their dtype

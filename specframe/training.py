@@ -189,7 +189,10 @@ def _train(recipe: Recipe, conversations: list[Any] | None, out: Path, last: Pat
         _set_aside_metrics(out / "logs", resume_step)
     trainer = build_trainer(recipe, out, callbacks)
     # weights_only: a last.ckpt planted in the run folder must not run code on resume (Lightning's own load too).
-    trainer.fit(module, datamodule=data, ckpt_path=str(last) if resume else None, weights_only=True)
+    try:
+        trainer.fit(module, datamodule=data, ckpt_path=str(last) if resume else None, weights_only=True)
+    finally:
+        _release_process_group()  # what follows is local to each rank
     if trainer.is_global_zero:
         _merge_metrics(out / "logs")
     check_finite_weights(module.drafter, trainer.global_step)
@@ -202,6 +205,15 @@ def _train(recipe: Recipe, conversations: list[Any] | None, out: Path, last: Pat
     if trainer.is_global_zero:
         write_json(out / "summary.json", summary)
     return summary
+
+
+def _release_process_group() -> None:
+    """Destroy a DDP process group before the interpreter exits: left to interpreter teardown, gloo's threads can
+    abort a run that finished ("terminate called without an active exception", exit code -6)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 _EARLIER = "metrics.earlier.csv"

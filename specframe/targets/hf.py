@@ -72,7 +72,7 @@ class HFTarget(nn.Module):
         if not isinstance(layers, nn.ModuleList):
             raise ValueError(f"{self.name}: its base model has no `layers` list, so no decoder layer can be copied "
                              "(drafter.init_layers_from_target needs a Llama/Qwen/Mistral-style model)")
-        return {k: v.detach() for k, v in layers[index].state_dict().items()}
+        return layers[index].state_dict()  # detached tensors
 
     @property
     def final_norm_weight(self) -> Tensor | None:

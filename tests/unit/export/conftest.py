@@ -14,7 +14,7 @@ def make_run(folder: Path, seed: int = 0, draft_ids: torch.Tensor | None = None,
     from specframe.config import compose, validate_recipe
     from specframe.module import DraftTrainingModule
 
-    overrides = [f"run.output_dir={folder}"] + [f"+drafter.{k}={v}" if k not in ("block_size", "init_layers_from_target") else
+    overrides = [f"run.output_dir={folder}"] + [f"+drafter.{k}={v}" if k not in ("block_size",) else
                                                 f"drafter.{k}={v}" for k, v in drafter_options.items()]
     recipe = validate_recipe(compose(RECIPES / "quickstart.yaml", [RECIPES / "debug" / "tiny.yaml"], overrides))
     module = DraftTrainingModule(recipe.resolved)
