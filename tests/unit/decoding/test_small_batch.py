@@ -21,6 +21,17 @@ def test_equals_f_linear(shape, bias):
     torch.testing.assert_close(out, F.linear(x, w, b), rtol=1e-5, atol=1e-5)
 
 
+def test_one_row_is_computed_as_a_two_column_product(monkeypatch):
+    """The target-only baseline's 1-token steps take the fast 2-column product, not a matrix-vector one."""
+    seen = []
+    real_mm = torch.mm
+    monkeypatch.setattr(torch, "mm", lambda a, b: seen.append(tuple(b.shape)) or real_mm(a, b))
+    x, w = torch.randn(1, 1, 24), torch.randn(40, 24)
+    out = small_batch_linear(x, w)
+    assert seen == [(24, 2)] and out.shape == (1, 1, 40)
+    torch.testing.assert_close(out, F.linear(x, w), rtol=1e-5, atol=1e-5)
+
+
 def test_path_taken_only_for_few_float32_rows_without_grad():
     w = torch.randn(8, 4)
     assert takes_small_batch_path(torch.randn(MAX_ROWS, 4), w)
