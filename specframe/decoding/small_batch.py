@@ -12,8 +12,8 @@ One row is the other slow case, and it is the target-only baseline's every step:
 (`F.linear`, `torch.mm` or `torch.mv` alike) streams the weights slower than a 2-column product does. On 2
 AVX-512 cores, a 1-token SmolLM2 forward took 59.6 ms with `F.linear` and 38.7 ms when each one-row product
 is computed as a 2-column one (the row twice) and one column kept; 2 tokens took 35.1 ms. So one row takes
-that path too: target-only decoding, which runs under the same context, is then as fast as this CPU allows,
-and the speedup of speculative decoding over it is not flattered by a slow baseline.
+that path too: target-only decoding, which runs under the same context, no longer pays for the slow
+matrix-vector product, so the speedup of speculative decoding over it is not flattered by a slow baseline.
 
 `small_batch_linears(*modules)` routes every `nn.Linear` inside the modules through `small_batch_linear`
 while the context is open; outside it nothing changes. Only float32 CPU inputs of at most `MAX_ROWS` rows with
