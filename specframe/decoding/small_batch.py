@@ -53,10 +53,10 @@ def small_batch_linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) ->
     if not takes_small_batch_path(x, weight):
         return F.linear(x, weight, bias)
     rows = x.reshape(-1, x.shape[-1])
-    if rows.shape[0] == 1:  # one row: a 2-column product, then keep one (see the module docstring)
-        out = torch.mm(weight, rows.repeat(2, 1).t())[:, :1].t()
-    else:
-        out = torch.mm(weight, rows.t()).t()
+    n = rows.shape[0]
+    if n == 1:  # one row: a 2-column product, then keep one (see the module docstring)
+        rows = rows.repeat(2, 1)
+    out = torch.mm(weight, rows.t()).t()[:n]
     if bias is not None:
         out = out + bias
     return out.contiguous().view(*x.shape[:-1], weight.shape[0])
