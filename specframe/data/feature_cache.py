@@ -84,7 +84,20 @@ def data_fingerprint(data: DataConfig, seed: int) -> dict[str, Any]:
     train = data.train
     if os.path.exists(os.path.expanduser(train)):  # a local file or folder: compare it by absolute path
         train = os.path.abspath(os.path.expanduser(train))
-    return _plain({"train": train, **{k: getattr(data, k) for k in DATA_KEYS if k != "train"}, "seed": seed})
+    fingerprint = {"train": train, **{k: getattr(data, k) for k in DATA_KEYS if k != "train"}, "seed": seed}
+    if data.answers and os.path.isfile(os.path.expanduser(data.answers)):
+        # An answers file is compared by content: the same file in another clone matches, a rewritten one does not.
+        fingerprint["answers"] = "sha256:" + file_sha256(os.path.expanduser(data.answers))
+    return _plain(fingerprint)
+
+
+def file_sha256(path: str | Path) -> str:
+    """sha256 of a file's bytes, read in 1 MiB pieces."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for piece in iter(lambda: f.read(1 << 20), b""):
+            digest.update(piece)
+    return digest.hexdigest()
 
 
 def tokenizer_sha256(tokenizer: Any) -> str:

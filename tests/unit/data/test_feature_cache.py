@@ -11,8 +11,9 @@ import yaml
 
 from specframe.resources import prepare_recipe
 from specframe.data.datamodule import ChatDataModule
-from specframe.data.feature_cache import (MANIFEST, FeatureCache, build_cache, cache_provides, read_manifest,
-                                          shard_name)
+from specframe.config import DataConfig
+from specframe.data.feature_cache import (MANIFEST, FeatureCache, build_cache, cache_provides, data_fingerprint,
+                                          read_manifest, shard_name)
 from specframe.errors import ConfigError
 from specframe.targets import TARGETS
 
@@ -125,6 +126,18 @@ def test_a_cache_for_another_recipe_is_refused_with_every_mismatch(make, tmp_pat
     prepare_recipe(make(data={"features_cache": str(tmp_path / "cache"), "split_seed": 0}, run={"seed": 5}))
     with pytest.raises(ConfigError, match="data.split_seed"):
         prepare_recipe(make(data={"features_cache": str(tmp_path / "cache"), "split_seed": 2}))
+
+
+def test_an_answers_file_is_compared_by_content_not_by_path(tmp_path: Path) -> None:
+    first, second = tmp_path / "a" / "answers.jsonl.gz", tmp_path / "b" / "answers.jsonl.gz"
+    for path in (first, second):
+        path.parent.mkdir()
+        path.write_bytes(b"the same answers")
+    a, b = (data_fingerprint(DataConfig(answers=str(p)), 0) for p in (first, second))
+    assert a == b and a["answers"].startswith("sha256:")  # another clone's copy matches
+    second.write_bytes(b"regenerated answers")
+    assert data_fingerprint(DataConfig(answers=str(second)), 0)["answers"] != a["answers"]  # a rewritten one does not
+    assert data_fingerprint(DataConfig(answers="missing.jsonl.gz"), 0)["answers"] == "missing.jsonl.gz"
 
 
 def test_split_seed_fixes_the_held_out_rows_across_training_seeds(make, tiny_target) -> None:
