@@ -9,6 +9,7 @@ each is resolved here, once per process, and the choice is logged with its reaso
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -61,6 +62,11 @@ def probe_bf16(device: str = "cpu") -> Bf16Support:
     if kind != "cpu":
         return Bf16Support(False, f"device type {kind!r}: bf16 support unknown, float32 is the safe choice")
     cap = cpu_capability()
+    forced = os.environ.get("ATEN_CPU_CAPABILITY", "").strip()
+    if forced and not cap.upper().startswith(BF16_CPU_CAPABILITIES):
+        # The user capped torch's kernels below bf16 (e.g. to time an AVX2 machine on an AVX-512 one): honour it.
+        return Bf16Support(False, f"ATEN_CPU_CAPABILITY={forced} caps torch's CPU kernels at {cap}, below native "
+                                  "bf16: float32")
     flags = cpu_flags() & set(BF16_CPU_FLAGS)
     if cap.upper().startswith(BF16_CPU_CAPABILITIES) or flags:
         why = f"torch CPU capability {cap}" + (f", cpu flags {' '.join(sorted(flags))}" if flags else "")

@@ -10,6 +10,11 @@ from specframe import precision
 from specframe.config import load_recipe
 
 
+@pytest.fixture(autouse=True)
+def no_capability_cap(monkeypatch):
+    monkeypatch.delenv("ATEN_CPU_CAPABILITY", raising=False)  # a machine's own cap must not decide these tests
+
+
 @pytest.fixture
 def avx2_cpu(monkeypatch):
     monkeypatch.setattr(precision, "cpu_capability", lambda: "AVX2")
@@ -47,6 +52,17 @@ def test_amx_flag_alone_is_enough(monkeypatch):
     monkeypatch.setattr(precision, "cpu_capability", lambda: "AVX512")
     monkeypatch.setattr(precision, "cpu_flags", lambda: {"amx_bf16", "amx_tile"})
     assert precision.resolve_precision("auto", "cpu") == "bf16-mixed"
+
+
+def test_a_capability_capped_below_bf16_by_the_environment_gets_float32(bf16_cpu, monkeypatch):
+    # ATEN_CPU_CAPABILITY=avx2 on a CPU with avx512_bf16: torch runs AVX2 kernels, so auto follows the cap
+    monkeypatch.setenv("ATEN_CPU_CAPABILITY", "avx2")
+    monkeypatch.setattr(precision, "cpu_capability", lambda: "AVX2")
+    support = precision.probe_bf16("cpu")
+    assert not support.native and "ATEN_CPU_CAPABILITY=avx2" in support.reason
+    assert precision.resolve_precision("auto", "cpu") == "32-true"
+    monkeypatch.setattr(precision, "cpu_capability", lambda: "AVX512_BF16")  # a cap that keeps bf16 changes nothing
+    assert precision.probe_bf16("cpu").native
 
 
 def test_cuda_without_bf16_gets_float32(monkeypatch):
