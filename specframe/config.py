@@ -79,7 +79,8 @@ class DataConfig:
     """Train on an unfinished `specframe regenerate` folder (manifest complete=false); refused otherwise."""
     answers: str | None = None
     """Target answers joined with the prompts of `train` (specframe/data/answers.py): a file written by
-    `specframe pack-answers`. Only the conversations answered are used."""
+    `specframe pack-answers`. Only the conversations answered are used. A relative path in a recipe file is
+    relative to that file's folder (like `base:`); on the command line, to the current folder."""
 
     def __post_init__(self) -> None:
         if self.limit is not None and self.limit < 0:
@@ -384,9 +385,11 @@ def compose(path: str | Path, overlays: list[str | Path] = (), overrides: list[s
                for s in REQUIRED_SECTIONS if s not in given]
     if issues:
         raise ConfigError(issues)
-    for where, d in layers:  # a relative .py path in `plugins:` is relative to the file that lists it, like base:
+    for where, d in layers:  # relative paths in `plugins:` and `data.answers` are relative to their file, like base:
         if isinstance(d.get("plugins"), list):
             d["plugins"] = _resolve_plugin_paths(d["plugins"], Path(where).parent)
+        if isinstance(d.get("data"), dict) and isinstance(d["data"].get("answers"), str):
+            d["data"]["answers"] = _file_relative(d["data"]["answers"], Path(where).parent)
     cfg = OmegaConf.create(DEFAULTS)
     for _, d in layers:
         for section in ("target", "drafter"):
@@ -400,6 +403,12 @@ def compose(path: str | Path, overlays: list[str | Path] = (), overrides: list[s
     _import_listed_plugins(cfg, load_plugins)
     apply_overrides(cfg, [o for o in overrides if o not in first])
     return cfg  # type: ignore[return-value]
+
+
+def _file_relative(path_text: str, folder: Path) -> str:
+    """A path written in a recipe file: `~` expanded, and a relative one made absolute against the file's folder."""
+    path = Path(path_text).expanduser()
+    return str(path if path.is_absolute() else (folder / path).resolve())
 
 
 def _resolve_plugin_paths(specs: list[Any], folder: Path) -> list[Any]:

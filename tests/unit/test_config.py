@@ -65,6 +65,17 @@ def test_base_then_recipe_then_overlay_then_overrides(recipes, tmp_path) -> None
     assert recipe.output_dir == tmp_path / "runs" / "exp_run"
 
 
+def test_answers_path_in_a_file_is_relative_to_that_file(recipes, tmp_path, monkeypatch) -> None:
+    shipped = write(tmp_path / "r" / "shipped.yaml", "base: base.yaml\ndata: {answers: data/answers.jsonl.gz}\n")
+    monkeypatch.chdir(tmp_path)
+    # taken against the recipe's folder, wherever the command runs
+    assert compose(shipped).data.answers == str(tmp_path / "r" / "data" / "answers.jsonl.gz")
+    overlay = write(tmp_path / "o" / "answers.yaml", "data: {answers: ~/a.jsonl.gz}\n")
+    assert compose(shipped, [overlay]).data.answers == str(Path("~/a.jsonl.gz").expanduser())
+    # an override on the command line is relative to the current folder, as the user typed it
+    assert compose(shipped, [], ["data.answers=mine.jsonl.gz"]).data.answers == "mine.jsonl.gz"
+
+
 def test_lists_are_replaced_not_merged(recipes) -> None:
     cfg = compose(recipes["exp"])
     assert [t["name"] for t in cfg.loss] == ["ce"]  # base had three terms
